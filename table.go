@@ -1,0 +1,226 @@
+package pgstore
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// tableSQL is the schema, written for the default table "session". It is the
+// one source of the table's definition: users run it with psql, and
+// CreateTableIfMissing runs it with the configured names put in.
+//
+//go:embed table.sql
+var tableSQL string
+
+// statements holds the SQL of every operation, built once for one table.
+// Keys are found through key_hash, the indexed column, and compared in full
+// so that a hash collision can never return another key's value.
+type statements struct {
+	get, set, delete, touch, reset, prune string
+}
+
+// live is the condition a row must meet to be seen: it has not expired by
+// the database's clock.
+const live = `(expires_at IS NULL OR expires_at > now())`
+
+// expiresAt computes an expiry from a parameter holding microseconds, NULL
+// meaning never.
+const expiresAt = `now() + $%d::bigint * interval '1 microsecond'`
+
+func newStatements(table string) statements {
+	return statements{
+		get: `SELECT value FROM ` + table + `
+			WHERE key_hash = sha256($1) AND key = $1 AND ` + live,
+
+		set: `INSERT INTO ` + table + ` AS t (key, value, expires_at)
+			VALUES ($1, $2, ` + fmt.Sprintf(expiresAt, 3) + `)
+			ON CONFLICT (key_hash) DO UPDATE
+			SET value = excluded.value, expires_at = excluded.expires_at
+			WHERE t.key = excluded.key`,
+
+		delete: `DELETE FROM ` + table + `
+			WHERE key_hash = sha256($1) AND key = $1`,
+
+		touch: `UPDATE ` + table + `
+			SET expires_at = ` + fmt.Sprintf(expiresAt, 2) + `
+			WHERE key_hash = sha256($1) AND key = $1 AND ` + live,
+
+		reset: `DELETE FROM ` + table,
+
+		// At most $1 expired rows, skipping those another transaction holds,
+		// so that one statement never locks much of the table.
+		prune: `DELETE FROM ` + table + `
+			WHERE ctid = ANY(ARRAY(
+				SELECT ctid FROM ` + table + `
+				WHERE expires_at <= now()
+				LIMIT $1
+				FOR UPDATE SKIP LOCKED))
+			AND expires_at <= now()`,
+	}
+}
+
+// prepareTable makes sure the table exists, creating it when the Config
+// allows, and that its columns are the ones pgstore uses.
+func prepareTable(ctx context.Context, pool *pgxpool.Pool, cfg Config, table string) error {
+	exists, err := tableExists(ctx, pool, table)
+	if err != nil {
+		return fmt.Errorf("pgstore: look up table %s: %w", table, err)
+	}
+
+	if !exists {
+		if !cfg.CreateTableIfMissing {
+			return fmt.Errorf("pgstore: table %s does not exist: "+
+				"create it with table.sql or set Config.CreateTableIfMissing", table)
+		}
+		if err := createTable(ctx, pool, cfg.SchemaName, cfg.TableName); err != nil {
+			return fmt.Errorf("pgstore: create table %s: %w", table, err)
+		}
+	}
+
+	if err := checkColumns(ctx, pool, table); err != nil {
+		return fmt.Errorf("pgstore: table %s does not fit: %w "+
+			"(see table.sql for the columns pgstore needs)", table, err)
+	}
+	return nil
+}
+
+// tableExists reports whether table, a quoted and possibly qualified name,
+// resolves to a relation on the pool's connections.
+func tableExists(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, table string) (bool, error) {
+	var exists bool
+	err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists)
+	return exists, err
+}
+
+// createTable runs table.sql with the configured names. An advisory lock
+// held for the transaction makes processes that start together create the
+// table one at a time; the later ones find it there.
+func createTable(ctx context.Context, pool *pgxpool.Pool, schema, tableName string) error {
+	table := qualifiedName(schema, tableName)
+
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
+			"pgstore create "+table)
+		if err != nil {
+			return err
+		}
+
+		exists, err := tableExists(ctx, tx, table)
+		if err != nil || exists {
+			return err
+		}
+
+		_, err = tx.Exec(ctx, tableDDL(schema, tableName), pgx.QueryExecModeSimpleProtocol)
+		return err
+	})
+}
+
+// tableDDL returns table.sql with the table, its primary key constraint and
+// its index renamed after tableName, in schema when that is not empty.
+func tableDDL(schema, tableName string) string {
+	return strings.NewReplacer(
+		`"session"`, qualifiedName(schema, tableName),
+		`"session_pkey"`, pgx.Identifier{derivedName(tableName, "_pkey")}.Sanitize(),
+		`"session_expires_at_idx"`,
+		pgx.Identifier{derivedName(tableName, "_expires_at_idx")}.Sanitize(),
+	).Replace(tableSQL)
+}
+
+// derivedName returns tableName followed by suffix. When that would pass
+// PostgreSQL's length limit, the table name is shortened and a hash of it
+// added, so that two long table names still give two distinct names.
+func derivedName(tableName, suffix string) string {
+	if len(tableName)+len(suffix) <= maxIdentifierLength {
+		return tableName + suffix
+	}
+	sum := sha256.Sum256([]byte(tableName))
+	tag := "_" + hex.EncodeToString(sum[:4])
+
+	keep := maxIdentifierLength - len(suffix) - len(tag)
+	for keep > 0 && !utf8.RuneStart(tableName[keep]) {
+		keep--
+	}
+	return tableName[:keep] + tag + suffix
+}
+
+// column is what checkColumns requires of one column.
+type column struct {
+	name, typ string
+	generated bool
+}
+
+var requiredColumns = []column{
+	{name: "key", typ: "bytea"},
+	{name: "key_hash", typ: "bytea", generated: true},
+	{name: "value", typ: "bytea"},
+	{name: "expires_at", typ: "timestamp with time zone"},
+}
+
+// checkColumns compares the table's columns with table.sql's and checks that
+// key_hash is unique, as the upsert of Set needs.
+func checkColumns(ctx context.Context, pool *pgxpool.Pool, table string) error {
+	rows, err := pool.Query(ctx, `
+		SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated = 's'
+		FROM pg_attribute a
+		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+		table)
+	if err != nil {
+		return err
+	}
+	found, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (column, error) {
+		var c column
+		err := row.Scan(&c.name, &c.typ, &c.generated)
+		return c, err
+	})
+	if err != nil {
+		return err
+	}
+
+	var problems []string
+	for _, want := range requiredColumns {
+		i := slices.IndexFunc(found, func(c column) bool { return c.name == want.name })
+		switch {
+		case i < 0:
+			problems = append(problems, fmt.Sprintf("column %s is missing", want.name))
+		case found[i].typ != want.typ:
+			problems = append(problems, fmt.Sprintf("column %s is %s, not %s",
+				want.name, found[i].typ, want.typ))
+		case found[i].generated != want.generated && want.generated:
+			problems = append(problems, fmt.Sprintf(
+				"column %s is not GENERATED ALWAYS AS (sha256(key)) STORED", want.name))
+		case found[i].generated != want.generated:
+			problems = append(problems, fmt.Sprintf("column %s is generated", want.name))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+
+	var unique bool
+	err = pool.QueryRow(ctx, `
+		SELECT EXISTS (
+			SELECT 1 FROM pg_index i
+			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+			WHERE i.indrelid = to_regclass($1) AND i.indisunique
+			AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = 'key_hash')`,
+		table).Scan(&unique)
+	if err != nil {
+		return err
+	}
+	if !unique {
+		return errors.New("column key_hash has no primary key or unique index")
+	}
+	return nil
+}
