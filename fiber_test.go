@@ -26,9 +26,9 @@ var (
 	_ fiberv3.Storage = (*pgstore.Storage)(nil)
 )
 
-// fiberSessionExpiry is the session expiry of the test apps: Expiration in
+// fiberSessionTimeout is the session expiry of the test apps: Expiration in
 // Fiber v2, IdleTimeout in Fiber v3.
-const fiberSessionExpiry = time.Hour
+const fiberSessionTimeout = time.Hour
 
 // fiberApps serve, for each Fiber version, an app whose page counts the
 // visits of a session kept in store, and return the app's URL.
@@ -61,7 +61,7 @@ func TestFiberSessionCountsVisitsInTheStore(t *testing.T) {
 
 			for i, client := range []*http.Client{first, second} {
 				id := fiberSessionID(t, client, appURL)
-				if _, found := sessionExpiry(t, table, id); !found {
+				if _, found := fiberRowExpiry(t, table, id); !found {
 					t.Errorf("row of client %d's session %q: got none, want one", i+1, id)
 				}
 			}
@@ -89,12 +89,12 @@ func TestFiberSessionSlidesItsExpiryOnEachVisit(t *testing.T) {
 
 			fiberVisit(t, client, appURL)
 			id := fiberSessionID(t, client, appURL)
-			first, found := sessionExpiry(t, table, id)
+			first, found := fiberRowExpiry(t, table, id)
 			if !found {
 				t.Fatalf("row of session %q after visit 1: got none, want one", id)
 			}
-			if low, high := fiberSessionExpiry-time.Minute, fiberSessionExpiry; first.left < low ||
-				first.left > high {
+			low, high := fiberSessionTimeout-time.Minute, fiberSessionTimeout
+			if first.left < low || first.left > high {
 				t.Errorf("expiry after visit 1: got %v from now, want between %v and %v",
 					first.left, low, high)
 			}
@@ -103,7 +103,7 @@ func TestFiberSessionSlidesItsExpiryOnEachVisit(t *testing.T) {
 			if got := fiberVisit(t, client, appURL); got != 2 {
 				t.Fatalf("visit 2: got count %d, want 2", got)
 			}
-			second, found := sessionExpiry(t, table, id)
+			second, found := fiberRowExpiry(t, table, id)
 			if !found {
 				t.Fatalf("row of session %q after visit 2: got none, want one", id)
 			}
@@ -119,7 +119,7 @@ func TestFiberSessionSlidesItsExpiryOnEachVisit(t *testing.T) {
 // store of Fiber v2, and returns the app's URL.
 func serveFiberV2(t *testing.T, store *pgstore.Storage) string {
 	t.Helper()
-	sessions := sessionv2.New(sessionv2.Config{Storage: store, Expiration: fiberSessionExpiry})
+	sessions := sessionv2.New(sessionv2.Config{Storage: store, Expiration: fiberSessionTimeout})
 
 	app := fiberv2.New(fiberv2.Config{DisableStartupMessage: true})
 	app.Get("/", func(c *fiberv2.Ctx) error {
@@ -146,7 +146,7 @@ func serveFiberV2(t *testing.T, store *pgstore.Storage) string {
 func serveFiberV3(t *testing.T, store *pgstore.Storage) string {
 	t.Helper()
 	app := fiberv3.New()
-	app.Use(sessionv3.New(sessionv3.Config{Storage: store, IdleTimeout: fiberSessionExpiry}))
+	app.Use(sessionv3.New(sessionv3.Config{Storage: store, IdleTimeout: fiberSessionTimeout}))
 	app.Get("/", func(c fiberv3.Ctx) error {
 		sess := sessionv3.FromContext(c)
 		visits, _ := sess.Get("visits").(int)
@@ -254,24 +254,24 @@ func fiberSessionID(t *testing.T, client *http.Client, appURL string) string {
 	return ""
 }
 
-// expiry is the expires_at of a row, and how far it was from the
+// fiberExpiry is the expires_at of a row, and how far it was from the
 // database's now() when read.
-type expiry struct {
+type fiberExpiry struct {
 	at   time.Time
 	left time.Duration
 }
 
-// sessionExpiry reads the expiry of the row of session id in table, and
+// fiberRowExpiry reads the expiry of the row of session id in table, and
 // reports whether there is such a row.
-func sessionExpiry(t *testing.T, table, id string) (expiry, bool) {
+func fiberRowExpiry(t *testing.T, table, id string) (fiberExpiry, bool) {
 	t.Helper()
-	var e expiry
+	var e fiberExpiry
 	var seconds float64
 	err := adminPool.QueryRow(testContext(t), `
 		SELECT expires_at, extract(epoch FROM expires_at - now())::float8
 		FROM `+tableName("", table)+` WHERE key = $1`, []byte(id)).Scan(&e.at, &seconds)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return expiry{}, false
+		return fiberExpiry{}, false
 	}
 	if err != nil {
 		t.Fatalf("read expires_at of session %q: %v", id, err)

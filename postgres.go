@@ -16,6 +16,10 @@ import (
 // ErrClosed is returned by every operation of a Storage after Close.
 var ErrClosed = errors.New("pgstore: storage is closed")
 
+// errHashCollision is returned by a Set whose key has the SHA-256 of another
+// stored key; the upsert then leaves the other key's row alone.
+var errHashCollision = errors.New("key has the same SHA-256 as another stored key; not stored")
+
 // Storage keeps keys and values with an expiry in one PostgreSQL table. It
 // implements the Storage interfaces of Fiber v2 and v3. All methods are safe
 // for concurrent use.
@@ -210,9 +214,12 @@ func (s *Storage) SetWithContext(ctx context.Context, key string, value []byte, 
 		value = []byte{}
 	}
 
-	_, err := s.pool.Exec(ctx, s.sql.set, []byte(key), value, s.expiry(exp))
+	tag, err := s.pool.Exec(ctx, s.sql.set, []byte(key), value, s.expiry(exp))
 	if err != nil {
 		return s.wrap("set", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return s.wrap("set", errHashCollision)
 	}
 	return nil
 }
