@@ -3,6 +3,7 @@ package pgstore
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -57,6 +58,25 @@ type Config struct {
 	//
 	// Optional. Default is false.
 	CreateTableIfMissing bool
+
+	// Unlogged makes CreateTableIfMissing create an UNLOGGED table. Writes
+	// to it skip the write-ahead log, so Set is faster, but PostgreSQL
+	// empties the table after a crash or an immediate shutdown, and the
+	// table is not copied to replicas (its rows cannot be read there, and
+	// a failover loses them). Choose it for data that may be lost: a cache,
+	// rate-limit counters, sessions whose loss only logs users out. It has
+	// no effect on a table that already exists.
+	//
+	// Optional. Default is false.
+	Unlogged bool
+
+	// DisableBatching makes every operation run as a statement of its own.
+	// By default, operations of one kind that arrive while the store's
+	// statements of that kind are all in flight are grouped into the next
+	// statement (see the README's "Group commit").
+	//
+	// Optional. Default is false.
+	DisableBatching bool
 
 	// TTL is the expiry of a key that Set is given with exp 0 or less
 	// (connect-pg-simple: ttl). When TTL is 0 too, such keys never expire.
@@ -116,6 +136,9 @@ func RandomDelay(d time.Duration) time.Duration {
 	if d <= 0 {
 		return d
 	}
+	// Beyond this, 150 % of d does not fit in a Duration; such a delay is
+	// forever all the same.
+	d = min(d, math.MaxInt64/2)
 	return d/2 + rand.N(d+1)
 }
 

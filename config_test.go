@@ -117,10 +117,15 @@ func TestNamesAreQuotedIdentifiersKeptExactly(t *testing.T) {
 		_, _ = adminPool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 	})
 
+	victim := uniqueName("victim")
+	if _, err := adminPool.Exec(ctx, "CREATE TABLE "+pgx.Identifier{schema, victim}.Sanitize()+" ()"); err != nil {
+		t.Fatalf("create victim: %v", err)
+	}
 	for _, table := range []string{
 		"Mixed Case",
 		`quote"inside`,
-		`x"; DROP TABLE victim; --`,
+		`x"; DROP TABLE "` + victim + `"; --`,
+		"line\nDROP TABLE \"" + victim + "\"; --",
 		"ünïcödé",
 	} {
 		store := quietStore(t, pgstore.Config{SchemaName: schema, TableName: table})
@@ -136,6 +141,40 @@ func TestNamesAreQuotedIdentifiersKeptExactly(t *testing.T) {
 		if got := countRows(t, schema, table); got != 1 {
 			t.Fatalf("rows in %q = %d, want 1", table, got)
 		}
+	}
+	var victims int
+	err := adminPool.QueryRow(ctx, `SELECT count(*) FROM pg_tables
+		WHERE schemaname = $1 AND tablename = $2`, schema, victim).Scan(&victims)
+	if err != nil || victims != 1 {
+		t.Fatalf("table %q after the names that try to drop it: %d, %v; want it there", victim, victims, err)
+	}
+}
+
+func TestBadConnectionStringsKeepTheirPasswordsOutOfErrors(t *testing.T) {
+	// Not parallel: it sets DATABASE_URL.
+	for _, conn := range []string{
+		"host=127.0.0.1 user=u password = Sekr3tPW sslmode=bogus",
+		"postgres://u:Sek@r3tPW@127.0.0.1:badport/test",
+		"postgres://u:Sekr3tPW@127.0.0.1:5432/test?sslmode=bogus",
+	} {
+		_, err := pgstore.Open(testContext(t), pgstore.Config{ConnString: conn})
+		if err == nil || strings.Contains(err.Error(), "r3tPW") || !strings.Contains(err.Error(), "ConnString") {
+			t.Errorf("Open with ConnString %q: error %v, want one naming ConnString without the password", conn, err)
+		}
+
+		t.Setenv("DATABASE_URL", conn)
+		_, err = pgstore.Open(testContext(t))
+		if err == nil || strings.Contains(err.Error(), "r3tPW") || !strings.Contains(err.Error(), "DATABASE_URL") {
+			t.Errorf("Open with DATABASE_URL %q: error %v, want one naming DATABASE_URL without the password", conn, err)
+		}
+		func() {
+			defer func() {
+				if r := recover(); r == nil || strings.Contains(fmt.Sprint(r), "r3tPW") {
+					t.Errorf("New with DATABASE_URL %q panicked with %v, want a panic without the password", conn, r)
+				}
+			}()
+			pgstore.New()
+		}()
 	}
 }
 
@@ -282,6 +321,9 @@ func TestUnfitTableIsReported(t *testing.T) {
 		"plain hash":    "key bytea, key_hash bytea PRIMARY KEY, value bytea, expires_at timestamptz",
 		"no unique":     "key bytea, key_hash bytea GENERATED ALWAYS AS (sha256(key)) STORED, value bytea, expires_at timestamptz",
 		"naive expires": "key bytea, key_hash bytea GENERATED ALWAYS AS (sha256(key)) STORED PRIMARY KEY, value bytea, expires_at timestamp",
+		"other hash":    "key bytea, key_hash bytea GENERATED ALWAYS AS (decode(md5(key), 'hex')) STORED PRIMARY KEY, value bytea, expires_at timestamptz",
+		"deferrable":    "key bytea, key_hash bytea GENERATED ALWAYS AS (sha256(key)) STORED PRIMARY KEY DEFERRABLE, value bytea, expires_at timestamptz",
+		"extra column":  "key bytea, key_hash bytea GENERATED ALWAYS AS (sha256(key)) STORED PRIMARY KEY, value bytea, expires_at timestamptz, sess json NOT NULL",
 	} {
 		table := uniqueName("unfit")
 		dropTable(t, "", table)
@@ -374,6 +416,24 @@ func TestUserWithOnlyRowPrivilegesCanDoEverything(t *testing.T) {
 	for _, step := range steps {
 		if err := step.do(); err != nil {
 			t.Fatalf("%s as a user with row privileges only: %v", step.name, err)
+		}
+	}
+}
+
+func TestUnloggedCreatesAnUnloggedTable(t *testing.T) {
+	t.Parallel()
+	for _, unlogged := range []bool{false, true} {
+		table := uniqueName("unlogged")
+		store := quietStore(t, pgstore.Config{TableName: table, Unlogged: unlogged})
+		if err := store.Set("k", []byte("v"), 0); err != nil {
+			t.Fatalf("Set: %v", err)
+		}
+		var persistence string
+		err := adminPool.QueryRow(testContext(t), `SELECT relpersistence::text FROM pg_class
+			WHERE oid = to_regclass($1)`, tableName("", table)).Scan(&persistence)
+		want := map[bool]string{false: "p", true: "u"}[unlogged]
+		if err != nil || persistence != want {
+			t.Fatalf("Unlogged %v: relpersistence %q, %v; want %q", unlogged, persistence, err, want)
 		}
 	}
 }

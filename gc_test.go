@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstore/pgstore"
 )
@@ -68,13 +67,8 @@ func (p *pruneTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.T
 func TestPruneDeletesInBoundedBatches(t *testing.T) {
 	t.Parallel()
 	table := uniqueName("batches")
-	poolConfig, err := pgxpool.ParseConfig(databaseURL)
-	if err != nil {
-		t.Fatalf("parse URL: %v", err)
-	}
 	tracer := &pruneTracer{}
-	poolConfig.ConnConfig.Tracer = tracer
-	store := quietStore(t, pgstore.Config{TableName: table, PoolConfig: poolConfig})
+	store := quietStore(t, pgstore.Config{TableName: table, PoolConfig: tracedPoolConfig(t, tracer)})
 
 	insertExpired(t, "", table, 4321)
 	n, err := store.Prune(testContext(t))
@@ -235,6 +229,11 @@ func TestRandomDelayStaysWithinHalfAndOneAndAHalf(t *testing.T) {
 	}
 	if got := pgstore.ExactDelay(d); got != d {
 		t.Fatalf("ExactDelay(%v) = %v", d, got)
+	}
+	for _, huge := range []time.Duration{1<<63 - 1, 1<<62 + 1} {
+		if got := pgstore.RandomDelay(huge); got < huge/4 {
+			t.Fatalf("RandomDelay(%v) = %v, want a delay as long as they come", huge, got)
+		}
 	}
 }
 

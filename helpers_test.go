@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -23,6 +24,8 @@ var databaseURL string
 var adminPool *pgxpool.Pool
 
 func TestMain(m *testing.M) {
+	// testing.Short needs the flags parsed, which m.Run would do later.
+	flag.Parse()
 	os.Exit(run(m))
 }
 
@@ -162,4 +165,16 @@ func insertExpired(t *testing.T, schema, table string, n int) {
 	if err != nil {
 		t.Fatalf("insert %d expired rows: %v", n, err)
 	}
+}
+
+// tracedPoolConfig returns a pool config for the test database whose
+// connections report their queries to tracer.
+func tracedPoolConfig(t *testing.T, tracer pgx.QueryTracer) *pgxpool.Config {
+	t.Helper()
+	poolConfig, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		t.Fatalf("parse the test database URL: %v", err)
+	}
+	poolConfig.ConnConfig.Tracer = tracer
+	return poolConfig
 }

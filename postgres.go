@@ -36,6 +36,11 @@ type Storage struct {
 	pruner  *pruner
 	pruning chan struct{} // holds a token while a prune runs
 
+	// One batcher for each kind of operation, and a token for each
+	// connection their statements may hold at once.
+	gets, sets, deletes, touches *batcher
+	conns                        chan struct{}
+
 	// mu guards closed; ops counts the operations in flight, so that Close
 	// can wait for them before it closes the pool.
 	mu     sync.RWMutex
@@ -95,6 +100,7 @@ func Open(ctx context.Context, config ...Config) (*Storage, error) {
 		return nil, err
 	}
 
+	s.startBatchers(cfg.DisableBatching)
 	s.closing, s.stopClosing = context.WithCancel(context.Background())
 	s.pruner = newPruner(s, cfg)
 	return s, nil
@@ -114,14 +120,14 @@ func connect(ctx context.Context, cfg Config) (pool *pgxpool.Pool, ownPool bool,
 	case cfg.ConnString != "":
 		poolConfig, err = pgxpool.ParseConfig(cfg.ConnString)
 		if err != nil {
-			return nil, false, fmt.Errorf("parse ConnString: %w", err)
+			return nil, false, parseError("Config.ConnString", err)
 		}
 	case cfg.PoolConfig != nil:
 		poolConfig = cfg.PoolConfig.Copy()
 	default:
 		poolConfig, err = pgxpool.ParseConfig(os.Getenv("DATABASE_URL"))
 		if err != nil {
-			return nil, false, fmt.Errorf("parse DATABASE_URL: %w", err)
+			return nil, false, parseError("DATABASE_URL", err)
 		}
 	}
 
@@ -131,6 +137,21 @@ func connect(ctx context.Context, cfg Config) (pool *pgxpool.Pool, ownPool bool,
 	}
 	return pool, true, nil
 }
+
+// parseError reports a connection string that pgx could not parse. pgx's
+// message quotes the string, and may show a password it could not find to
+// mask, so only pgx's error type survives, for errors.As, not its text.
+func parseError(source string, err error) error {
+	return fmt.Errorf("%s is not a valid connection string "+
+		"(pgx's message is left out: it quotes the string, password and all): %w",
+		source, opaqueError{err})
+}
+
+// opaqueError hides the text of the error it wraps but not the error itself.
+type opaqueError struct{ err error }
+
+func (e opaqueError) Error() string { return "invalid connection string" }
+func (e opaqueError) Unwrap() error { return e.err }
 
 // qualifiedName quotes schema and table as SQL identifiers, leaving the
 // schema out when it is empty.
@@ -180,12 +201,10 @@ func (s *Storage) GetWithContext(ctx context.Context, key string) ([]byte, error
 	if key == "" {
 		return nil, nil
 	}
-
-	var value []byte
-	err := s.pool.QueryRow(ctx, s.sql.get, []byte(key)).Scan(&value)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
+	c := newCall(key, nil, 0)
+	err := s.gets.do(ctx, c)
+	value := c.result
+	c.free()
 	if err != nil {
 		return nil, s.wrap("get", err)
 	}
@@ -200,7 +219,8 @@ func (s *Storage) Set(key string, value []byte, exp time.Duration) error {
 // SetWithContext stores value under key, replacing any earlier value, to
 // expire exp after the database's current time. An exp of 0 or less means
 // Config.TTL, and when that is 0 too the key never expires. A nil or empty
-// value is stored as an empty value. An empty key is ignored.
+// value is stored as an empty value. An empty key is ignored. SetWithContext
+// returns once the row is committed.
 func (s *Storage) SetWithContext(ctx context.Context, key string, value []byte, exp time.Duration) error {
 	if err := s.begin(ctx); err != nil {
 		return s.wrap("set", err)
@@ -213,13 +233,11 @@ func (s *Storage) SetWithContext(ctx context.Context, key string, value []byte, 
 	if value == nil {
 		value = []byte{}
 	}
-
-	tag, err := s.pool.Exec(ctx, s.sql.set, []byte(key), value, s.expiry(exp))
+	c := newCall(key, value, s.expiry(exp))
+	err := s.sets.do(ctx, c)
+	c.free()
 	if err != nil {
 		return s.wrap("set", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return s.wrap("set", errHashCollision)
 	}
 	return nil
 }
@@ -240,7 +258,10 @@ func (s *Storage) DeleteWithContext(ctx context.Context, key string) error {
 	if key == "" {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, s.sql.delete, []byte(key)); err != nil {
+	c := newCall(key, nil, 0)
+	err := s.deletes.do(ctx, c)
+	c.free()
+	if err != nil {
 		return s.wrap("delete", err)
 	}
 	return nil
@@ -265,7 +286,10 @@ func (s *Storage) TouchWithContext(ctx context.Context, key string, exp time.Dur
 	if key == "" || s.disableTouch {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, s.sql.touch, []byte(key), s.expiry(exp)); err != nil {
+	c := newCall(key, nil, s.expiry(exp))
+	err := s.touches.do(ctx, c)
+	c.free()
+	if err != nil {
 		return s.wrap("touch", err)
 	}
 	return nil
@@ -311,21 +335,24 @@ func (s *Storage) Close() error {
 	return nil
 }
 
+// never is the expiry, in microseconds, of a key that never expires.
+const never = -1
+
 // expiry turns the exp given to Set or Touch into the microseconds to add to
-// the database's now(), or nil for a key that never expires.
-func (s *Storage) expiry(exp time.Duration) *int64 {
+// the database's now(), or never.
+func (s *Storage) expiry(exp time.Duration) int64 {
 	if exp <= 0 {
 		exp = s.ttl
 	}
 	if exp <= 0 {
-		return nil
+		return never
 	}
 	// Round up, so that a positive exp never becomes an expiry of now.
 	micros := int64(exp / time.Microsecond)
 	if exp%time.Microsecond != 0 {
 		micros++
 	}
-	return &micros
+	return micros
 }
 
 // wrap names the operation and the table in err, keeping it testable with

@@ -22,50 +22,78 @@ import (
 //go:embed table.sql
 var tableSQL string
 
-// statements holds the SQL of every operation, built once for one table.
-// Keys are found through key_hash, the indexed column, and compared in full
-// so that a hash collision can never return another key's value.
+// statements holds the SQL of every operation, built once for one table:
+// one form for a single call and, for the operations that batch, one that
+// takes its calls as arrays. Keys are found through key_hash, the indexed
+// column, and compared in full so that a hash collision can never return
+// another key's value.
 type statements struct {
-	get, set, delete, touch, reset, prune string
+	get, set, delete, touch                 string
+	getMany, setMany, deleteMany, touchMany string
+	reset, prune                            string
 }
 
 // live is the condition a row must meet to be seen: it has not expired by
 // the database's clock.
-const live = `(expires_at IS NULL OR expires_at > now())`
+const live = `(t.expires_at IS NULL OR t.expires_at > now())`
 
-// expiresAt computes an expiry from a parameter holding microseconds, NULL
-// meaning never.
-const expiresAt = `now() + $%d::bigint * interval '1 microsecond'`
+// expiry computes an expiry from microseconds, -1 meaning never.
+func expiry(micros string) string {
+	return `now() + nullif(` + micros + `, -1) * interval '1 microsecond'`
+}
 
 func newStatements(table string) statements {
 	return statements{
-		get: `SELECT value FROM ` + table + `
-			WHERE key_hash = sha256($1) AND key = $1 AND ` + live,
+		get: `SELECT t.value FROM ` + table + ` AS t
+			WHERE t.key_hash = sha256($1) AND t.key = $1 AND ` + live,
+
+		getMany: `SELECT k.ordinal, t.value
+			FROM unnest($1::bytea[]) WITH ORDINALITY AS k(key, ordinal)
+			JOIN ` + table + ` AS t ON t.key_hash = sha256(k.key) AND t.key = k.key
+			WHERE ` + live,
 
 		set: `INSERT INTO ` + table + ` AS t (key, value, expires_at)
-			VALUES ($1, $2, ` + fmt.Sprintf(expiresAt, 3) + `)
+			VALUES ($1, $2, ` + expiry(`$3::bigint`) + `)
 			ON CONFLICT (key_hash) DO UPDATE
 			SET value = excluded.value, expires_at = excluded.expires_at
 			WHERE t.key = excluded.key`,
 
-		delete: `DELETE FROM ` + table + `
-			WHERE key_hash = sha256($1) AND key = $1`,
+		// The keys of one statement are distinct: ON CONFLICT cannot
+		// change a row twice.
+		setMany: `INSERT INTO ` + table + ` AS t (key, value, expires_at)
+			SELECT k.key, k.value, ` + expiry(`k.micros`) + `
+			FROM unnest($1::bytea[], $2::bytea[], $3::bigint[]) AS k(key, value, micros)
+			ON CONFLICT (key_hash) DO UPDATE
+			SET value = excluded.value, expires_at = excluded.expires_at
+			WHERE t.key = excluded.key`,
 
-		touch: `UPDATE ` + table + `
-			SET expires_at = ` + fmt.Sprintf(expiresAt, 2) + `
-			WHERE key_hash = sha256($1) AND key = $1 AND ` + live,
+		delete: `DELETE FROM ` + table + ` AS t
+			WHERE t.key_hash = sha256($1) AND t.key = $1`,
+
+		deleteMany: `DELETE FROM ` + table + ` AS t
+			USING unnest($1::bytea[]) AS k(key)
+			WHERE t.key_hash = sha256(k.key) AND t.key = k.key`,
+
+		touch: `UPDATE ` + table + ` AS t
+			SET expires_at = ` + expiry(`$2::bigint`) + `
+			WHERE t.key_hash = sha256($1) AND t.key = $1 AND ` + live,
+
+		touchMany: `UPDATE ` + table + ` AS t
+			SET expires_at = ` + expiry(`k.micros`) + `
+			FROM unnest($1::bytea[], $2::bigint[]) AS k(key, micros)
+			WHERE t.key_hash = sha256(k.key) AND t.key = k.key AND ` + live,
 
 		reset: `DELETE FROM ` + table,
 
 		// At most $1 expired rows, skipping those another transaction holds,
 		// so that one statement never locks much of the table.
-		prune: `DELETE FROM ` + table + `
-			WHERE ctid = ANY(ARRAY(
+		prune: `DELETE FROM ` + table + ` AS t
+			WHERE t.ctid = ANY(ARRAY(
 				SELECT ctid FROM ` + table + `
 				WHERE expires_at <= now()
 				LIMIT $1
 				FOR UPDATE SKIP LOCKED))
-			AND expires_at <= now()`,
+			AND t.expires_at <= now()`,
 	}
 }
 
@@ -82,7 +110,7 @@ func prepareTable(ctx context.Context, pool *pgxpool.Pool, cfg Config, table str
 			return fmt.Errorf("pgstore: table %s does not exist: "+
 				"create it with table.sql or set Config.CreateTableIfMissing", table)
 		}
-		if err := createTable(ctx, pool, cfg.SchemaName, cfg.TableName); err != nil {
+		if err := createTable(ctx, pool, cfg.SchemaName, cfg.TableName, cfg.Unlogged); err != nil {
 			return fmt.Errorf("pgstore: create table %s: %w", table, err)
 		}
 	}
@@ -107,7 +135,7 @@ func tableExists(ctx context.Context, q interface {
 // createTable runs table.sql with the configured names. An advisory lock
 // held for the transaction makes processes that start together create the
 // table one at a time; the later ones find it there.
-func createTable(ctx context.Context, pool *pgxpool.Pool, schema, tableName string) error {
+func createTable(ctx context.Context, pool *pgxpool.Pool, schema, tableName string, unlogged bool) error {
 	table := qualifiedName(schema, tableName)
 
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -122,20 +150,34 @@ func createTable(ctx context.Context, pool *pgxpool.Pool, schema, tableName stri
 			return err
 		}
 
-		_, err = tx.Exec(ctx, tableDDL(schema, tableName), pgx.QueryExecModeSimpleProtocol)
+		_, err = tx.Exec(ctx, tableDDL(schema, tableName, unlogged), pgx.QueryExecModeSimpleProtocol)
 		return err
 	})
 }
 
 // tableDDL returns table.sql with the table, its primary key constraint and
-// its index renamed after tableName, in schema when that is not empty.
-func tableDDL(schema, tableName string) string {
+// its index renamed after tableName, in schema when that is not empty, and
+// the table made UNLOGGED when unlogged is set.
+func tableDDL(schema, tableName string, unlogged bool) string {
+	create := "CREATE TABLE"
+	if unlogged {
+		create = "CREATE UNLOGGED TABLE"
+	}
+	// Comments go first: a name with a line break, put into a comment,
+	// would end it and turn the rest of the name into SQL.
+	var ddl strings.Builder
+	for line := range strings.Lines(tableSQL) {
+		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			ddl.WriteString(line)
+		}
+	}
 	return strings.NewReplacer(
+		"CREATE TABLE", create,
 		`"session"`, qualifiedName(schema, tableName),
 		`"session_pkey"`, pgx.Identifier{derivedName(tableName, "_pkey")}.Sanitize(),
 		`"session_expires_at_idx"`,
 		pgx.Identifier{derivedName(tableName, "_expires_at_idx")}.Sanitize(),
-	).Replace(tableSQL)
+	).Replace(ddl.String())
 }
 
 // derivedName returns tableName followed by suffix. When that would pass
@@ -155,25 +197,33 @@ func derivedName(tableName, suffix string) string {
 	return tableName[:keep] + tag + suffix
 }
 
-// column is what checkColumns requires of one column.
+// column is what checkColumns requires of one column, or found of one.
 type column struct {
-	name, typ string
-	generated bool
+	name, typ  string
+	expression string // of a generated column, else empty
+	required   bool   // NOT NULL with no default: every insert must give it
 }
+
+// hashExpression is key_hash's expression as PostgreSQL prints it.
+const hashExpression = "sha256(key)"
 
 var requiredColumns = []column{
 	{name: "key", typ: "bytea"},
-	{name: "key_hash", typ: "bytea", generated: true},
+	{name: "key_hash", typ: "bytea", expression: hashExpression},
 	{name: "value", typ: "bytea"},
 	{name: "expires_at", typ: "timestamp with time zone"},
 }
 
-// checkColumns compares the table's columns with table.sql's and checks that
-// key_hash is unique, as the upsert of Set needs.
+// checkColumns compares the table's columns with table.sql's, checks that
+// no other column needs a value pgstore does not give, and that key_hash has
+// a unique index that ON CONFLICT can use.
 func checkColumns(ctx context.Context, pool *pgxpool.Pool, table string) error {
 	rows, err := pool.Query(ctx, `
-		SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated = 's'
+		SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+			CASE WHEN a.attgenerated = 's' THEN pg_get_expr(d.adbin, d.adrelid) ELSE '' END,
+			a.attnotnull AND d.adbin IS NULL AND a.attidentity = ''
 		FROM pg_attribute a
+		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
 		table)
 	if err != nil {
@@ -181,7 +231,7 @@ func checkColumns(ctx context.Context, pool *pgxpool.Pool, table string) error {
 	}
 	found, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (column, error) {
 		var c column
-		err := row.Scan(&c.name, &c.typ, &c.generated)
+		err := row.Scan(&c.name, &c.typ, &c.expression, &c.required)
 		return c, err
 	})
 	if err != nil {
@@ -197,11 +247,18 @@ func checkColumns(ctx context.Context, pool *pgxpool.Pool, table string) error {
 		case found[i].typ != want.typ:
 			problems = append(problems, fmt.Sprintf("column %s is %s, not %s",
 				want.name, found[i].typ, want.typ))
-		case found[i].generated != want.generated && want.generated:
+		case found[i].expression != want.expression && want.expression != "":
 			problems = append(problems, fmt.Sprintf(
-				"column %s is not GENERATED ALWAYS AS (sha256(key)) STORED", want.name))
-		case found[i].generated != want.generated:
+				"column %s is not GENERATED ALWAYS AS (%s) STORED", want.name, want.expression))
+		case found[i].expression != want.expression:
 			problems = append(problems, fmt.Sprintf("column %s is generated", want.name))
+		}
+	}
+	for _, c := range found {
+		known := slices.ContainsFunc(requiredColumns, func(r column) bool { return r.name == c.name })
+		if !known && c.required {
+			problems = append(problems, fmt.Sprintf(
+				"column %s is NOT NULL without a default, and pgstore gives it no value", c.name))
 		}
 	}
 	if len(problems) > 0 {
@@ -213,14 +270,15 @@ func checkColumns(ctx context.Context, pool *pgxpool.Pool, table string) error {
 		SELECT EXISTS (
 			SELECT 1 FROM pg_index i
 			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-			WHERE i.indrelid = to_regclass($1) AND i.indisunique
+			WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indimmediate
 			AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = 'key_hash')`,
 		table).Scan(&unique)
 	if err != nil {
 		return err
 	}
 	if !unique {
-		return errors.New("column key_hash has no primary key or unique index")
+		return errors.New("column key_hash has no primary key or unique index " +
+			"that is not deferrable, as ON CONFLICT needs")
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,6 +32,8 @@ var databaseURL string
 var adminPool *pgxpool.Pool
 
 func TestMain(m *testing.M) {
+	// testing.Short needs the flags parsed, which m.Run would do later.
+	flag.Parse()
 	os.Exit(testMain(m))
 }
 

@@ -1,0 +1,233 @@
+package pgstore
+
+import (
+	"context"
+	"math"
+	"sync"
+	"sync/atomic"
+)
+
+// Group commit. Each kind of operation (get, set, delete, touch) has a
+// batcher with a few lanes. An operation that finds a lane free takes it and
+// runs its own statement at once, so a lightly loaded store adds no latency.
+// One that finds every lane busy joins the kind's queue; when a lane's
+// statement ends, the lane takes the whole queue, up to a bound, into one
+// statement that runs on a goroutine of its own. Under load a Set thus pays
+// one round trip and one WAL flush shared with the Sets that queued with it.
+
+const (
+	// lanesPerKind is how many statements of one kind may be in flight.
+	// Two keep a store with two callers as fast as without batching.
+	lanesPerKind = 2
+
+	// maxBatchCalls bounds the operations in one statement.
+	maxBatchCalls = 256
+
+	// maxBatchBytes bounds the bytes of values in one statement; a larger
+	// value still goes, alone.
+	maxBatchBytes = 1 << 20
+)
+
+// call states: a queued call may still be abandoned by its caller; a taken
+// one belongs to a statement.
+const (
+	callQueued int32 = iota
+	callTaken
+	callAbandoned
+)
+
+// call is one operation waiting in a batcher's queue.
+type call struct {
+	key   []byte
+	value []byte // set only
+	exp   int64  // set and touch only
+
+	result []byte // get only
+	err    error
+
+	state    atomic.Int32
+	done     chan struct{} // receives one token once result and err are set
+	orphaned bool          // its caller left: c must not go back to the pool
+}
+
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+// batcher groups the operations of one kind.
+type batcher struct {
+	store *Storage
+	// single runs one call in a statement of its own, with the caller's
+	// context; many runs calls, taken in arrival order, in one statement.
+	single func(ctx context.Context, c *call) error
+	many   func(ctx context.Context, calls []*call) error
+
+	maxLanes int // statements of this kind that may be in flight
+
+	mu    sync.Mutex
+	lanes int // statements in flight, or about to be
+	queue []*call
+}
+
+// do runs c, alone or in a batch, and returns its error; the result of a get
+// is left in c.result. When ctx ends while c waits in the queue, do returns
+// at once with the context's error, and c is never run.
+func (b *batcher) do(ctx context.Context, c *call) error {
+	b.mu.Lock()
+	if b.lanes < b.maxLanes {
+		b.lanes++
+		b.mu.Unlock()
+
+		err := b.store.withConn(ctx, func() error { return b.single(ctx, c) })
+		b.release()
+		return err
+	}
+	c.state.Store(callQueued)
+	b.queue = append(b.queue, c)
+	b.mu.Unlock()
+
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		// Abandoned while queued, c is never run; taken already, its
+		// statement may still apply. Either way the queue or the statement
+		// still holds c.
+		c.state.CompareAndSwap(callQueued, callAbandoned)
+		c.orphaned = true
+		return ctx.Err()
+	}
+}
+
+// release hands a lane whose statement ended to the queue, or frees it.
+func (b *batcher) release() {
+	b.mu.Lock()
+	batch := b.take()
+	if len(batch) == 0 {
+		b.lanes--
+		b.mu.Unlock()
+		return
+	}
+	b.mu.Unlock()
+
+	// The caller releasing the lane is an operation in flight, so the
+	// count cannot be zero here and Close is still waiting.
+	b.store.ops.Add(1)
+	go b.drain(batch)
+}
+
+// drain runs batches on one lane until the queue is empty.
+func (b *batcher) drain(batch []*call) {
+	defer b.store.ops.Done()
+	for len(batch) > 0 {
+		b.run(batch)
+
+		b.mu.Lock()
+		batch = b.take()
+		if len(batch) == 0 {
+			b.lanes--
+		}
+		b.mu.Unlock()
+	}
+}
+
+// take removes from the queue the calls of the next batch, skipping those
+// their callers abandoned. b.mu must be held.
+func (b *batcher) take() []*call {
+	var batch []*call
+	bytes := 0
+	n := 0
+	for n < len(b.queue) && len(batch) < maxBatchCalls {
+		c := b.queue[n]
+		if len(batch) > 0 && bytes+len(c.value) > maxBatchBytes {
+			break
+		}
+		n++
+		if !c.state.CompareAndSwap(callQueued, callTaken) {
+			continue
+		}
+		batch = append(batch, c)
+		bytes += len(c.value)
+	}
+	clear(b.queue[:n])
+	b.queue = b.queue[n:]
+	if len(b.queue) == 0 {
+		b.queue = b.queue[:0:0]
+	}
+	return batch
+}
+
+// run executes one batch and tells every caller its outcome. A batch of one
+// runs as a single statement. When the batch statement fails, each call runs
+// again alone, in arrival order, so that every caller gets its own error and
+// one bad call does not fail the others.
+func (b *batcher) run(batch []*call) {
+	ctx := context.Background()
+	var err error
+	if len(batch) == 1 {
+		err = b.store.withConn(ctx, func() error { return b.single(ctx, batch[0]) })
+		batch[0].err = err
+	} else {
+		err = b.store.withConn(ctx, func() error { return b.many(ctx, batch) })
+		if err != nil {
+			for _, c := range batch {
+				c.err = b.store.withConn(ctx, func() error { return b.single(ctx, c) })
+			}
+		}
+	}
+	for _, c := range batch {
+		c.done <- struct{}{}
+	}
+}
+
+// withConn runs f while holding one of the connections the store may use
+// for its statements, so that a shared pool keeps some for its owner.
+func (s *Storage) withConn(ctx context.Context, f func() error) error {
+	select {
+	case s.conns <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.conns }()
+	return f()
+}
+
+// newCall returns a call from the pool, holding its own copy of key.
+func newCall(key string, value []byte, exp int64) *call {
+	c := callPool.Get().(*call)
+	c.key = []byte(key)
+	c.value, c.exp = value, exp
+	return c
+}
+
+// free returns c to the pool, unless a statement may still use it.
+func (c *call) free() {
+	if c.orphaned {
+		return
+	}
+	*c = call{done: c.done}
+	callPool.Put(c)
+}
+
+// startBatchers makes the store's batchers. With batching disabled every
+// call runs alone, on as many connections as the pool gives.
+func (s *Storage) startBatchers(disabled bool) {
+	lanes := lanesPerKind
+	if disabled {
+		lanes = math.MaxInt
+	}
+
+	// A pool the store made is all its own; on a caller's pool the store
+	// leaves a quarter of the connections, at least one, to the caller.
+	limit := int(s.pool.Config().MaxConns)
+	if !s.ownPool {
+		limit -= max(1, limit/4)
+	}
+	s.conns = make(chan struct{}, max(1, limit))
+
+	newBatcher := func(single func(context.Context, *call) error, many func(context.Context, []*call) error) *batcher {
+		return &batcher{store: s, maxLanes: lanes, single: single, many: many}
+	}
+	s.gets = newBatcher(s.getOne, s.getMany)
+	s.sets = newBatcher(s.setOne, s.setMany)
+	s.deletes = newBatcher(s.deleteOne, s.deleteMany)
+	s.touches = newBatcher(s.touchOne, s.touchMany)
+}

@@ -1,0 +1,484 @@
+package pgstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgstore/pgstore"
+)
+
+// lockedTable holds an ACCESS EXCLUSIVE lock on a store's table, so that
+// every statement on it waits in the database, and keeps the lanes of one
+// kind of operation busy with statements that wait.
+type lockedTable struct {
+	t        *testing.T
+	tx       pgx.Tx
+	occupied sync.WaitGroup
+	errs     chan error
+}
+
+// lockAndFillLanes locks table and runs pgstore.LanesPerKind calls of occupy,
+// returning once they all wait on the lock.
+func lockAndFillLanes(t *testing.T, table string, occupy func(i int) error) *lockedTable {
+	t.Helper()
+	tx, err := adminPool.Begin(testContext(t))
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(testContext(t), "LOCK TABLE "+tableName("", table)+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatalf("lock: %v", err)
+	}
+
+	l := &lockedTable{t: t, tx: tx, errs: make(chan error, pgstore.LanesPerKind)}
+	for i := range pgstore.LanesPerKind {
+		l.occupied.Go(func() { l.errs <- occupy(i) })
+	}
+	waitFor(t, 5*time.Second, "the lanes to wait on the lock", func() bool {
+		return waitingOn(t, table) >= pgstore.LanesPerKind
+	})
+	return l
+}
+
+// unlock releases the lock and waits for the calls that held the lanes.
+func (l *lockedTable) unlock() {
+	l.t.Helper()
+	if err := l.tx.Rollback(testContext(l.t)); err != nil {
+		l.t.Fatalf("rollback: %v", err)
+	}
+	l.occupied.Wait()
+	close(l.errs)
+	for err := range l.errs {
+		if err != nil {
+			l.t.Fatalf("call holding a lane: %v", err)
+		}
+	}
+}
+
+// waitingOn counts the statements on table that wait for a lock.
+func waitingOn(t *testing.T, table string) int {
+	t.Helper()
+	var n int
+	err := adminPool.QueryRow(testContext(t), `SELECT count(*) FROM pg_stat_activity
+		WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'`, table).Scan(&n)
+	if err != nil {
+		t.Fatalf("pg_stat_activity: %v", err)
+	}
+	return n
+}
+
+// queue starts do in a goroutine and returns once the store has queued it.
+func queue(t *testing.T, store *pgstore.Storage, do func() error) <-chan error {
+	t.Helper()
+	before := store.Queued()
+	result := make(chan error, 1)
+	go func() { result <- do() }()
+	waitFor(t, 5*time.Second, "the call to queue", func() bool { return store.Queued() > before })
+	return result
+}
+
+func TestBatchGivesEachCallerItsOwnError(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	table := uniqueName("own_error")
+	store := quietStore(t, pgstore.Config{TableName: table})
+
+	// A trigger refuses one value, as PostgreSQL refuses a value past its
+	// limits, so that one call of the batch fails.
+	fn := uniqueName("refuse_bad")
+	_, err := adminPool.Exec(ctx, `CREATE FUNCTION `+fn+`() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.value = 'bad' THEN RAISE EXCEPTION 'value refused by trigger'; END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON `+tableName("", table)+`
+			FOR EACH ROW EXECUTE FUNCTION `+fn+`()`)
+	if err != nil {
+		t.Fatalf("create trigger: %v", err)
+	}
+	t.Cleanup(func() { _, _ = adminPool.Exec(context.Background(), "DROP FUNCTION "+fn+" CASCADE") })
+
+	lanes := lockAndFillLanes(t, table, func(i int) error {
+		return store.Set(fmt.Sprint("lane-", i), []byte("v"), 0)
+	})
+	results := map[string]<-chan error{}
+	for _, key := range []string{"a", "bad", "c"} {
+		results[key] = queue(t, store, func() error { return store.Set(key, []byte(key), 0) })
+	}
+	lanes.unlock()
+
+	for key, want := range map[string]string{"a": "", "bad": "value refused by trigger", "c": ""} {
+		err := <-results[key]
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("Set %q in a batch with a bad call: %v, want nil", key, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("Set %q: error %v, want one containing %q", key, err, want)
+		}
+	}
+	for key, want := range map[string]string{"a": "a", "bad": "", "c": "c"} {
+		got, err := store.Get(key)
+		if err != nil || string(got) != want {
+			t.Errorf("Get %q = %q, %v; want %q", key, got, err, want)
+		}
+	}
+}
+
+func TestBatchLastSetToAKeyWins(t *testing.T) {
+	t.Parallel()
+	table := uniqueName("last_wins")
+	store := quietStore(t, pgstore.Config{TableName: table})
+
+	lanes := lockAndFillLanes(t, table, func(i int) error {
+		return store.Set(fmt.Sprint("lane-", i), []byte("v"), 0)
+	})
+	var results []<-chan error
+	for i := range 5 {
+		value := fmt.Sprint("value-", i)
+		results = append(results, queue(t, store, func() error { return store.Set("k", []byte(value), time.Hour) }))
+		results = append(results, queue(t, store, func() error { return store.Set(value, []byte(value), 0) }))
+	}
+	lanes.unlock()
+
+	for i, result := range results {
+		if err := <-result; err != nil {
+			t.Fatalf("queued Set %d: %v", i, err)
+		}
+	}
+	if got, err := store.Get("k"); err != nil || string(got) != "value-4" {
+		t.Fatalf("Get after a batch of Sets to one key = %q, %v; want the last, %q", got, err, "value-4")
+	}
+	for i := range 5 {
+		key := fmt.Sprint("value-", i)
+		if got, err := store.Get(key); err != nil || string(got) != key {
+			t.Fatalf("Get %q = %q, %v; want %q", key, got, err, key)
+		}
+	}
+}
+
+func TestBatchedGetsDeletesAndTouchesGiveEachCallerItsResult(t *testing.T) {
+	t.Parallel()
+	table := uniqueName("batched_kinds")
+	store := quietStore(t, pgstore.Config{TableName: table})
+	for _, key := range []string{"a", "b", "c", "d"} {
+		if err := store.Set(key, []byte("value of "+key), time.Minute); err != nil {
+			t.Fatalf("Set: %v", err)
+		}
+	}
+
+	lanes := lockAndFillLanes(t, table, func(i int) error {
+		_, err := store.Get("a")
+		return err
+	})
+	got := map[string][]byte{}
+	var mu sync.Mutex
+	var results []<-chan error
+	for _, key := range []string{"a", "missing", "b", "a", "c"} {
+		results = append(results, queue(t, store, func() error {
+			value, err := store.Get(key)
+			mu.Lock()
+			defer mu.Unlock()
+			if prev, seen := got[key]; seen && string(prev) != string(value) {
+				return fmt.Errorf("two Gets of %q in one batch read %q and %q", key, prev, value)
+			}
+			got[key] = value
+			return err
+		}))
+	}
+	lanes.unlock()
+	for _, result := range results {
+		if err := <-result; err != nil {
+			t.Fatalf("queued Get: %v", err)
+		}
+	}
+	for key, want := range map[string]string{"a": "value of a", "b": "value of b", "c": "value of c"} {
+		if string(got[key]) != want {
+			t.Errorf("batched Get %q = %q, want %q", key, got[key], want)
+		}
+	}
+	if got["missing"] != nil {
+		t.Errorf("batched Get of missing key = %q, want nil", got["missing"])
+	}
+
+	lanes = lockAndFillLanes(t, table, func(i int) error { return store.Delete("lane") })
+	deleted := queue(t, store, func() error { return store.Delete("a") })
+	deletedToo := queue(t, store, func() error { return store.Delete("b") })
+	lanes.unlock()
+	lanes = lockAndFillLanes(t, table, func(i int) error { return store.Touch("lane", time.Hour) })
+	touched := queue(t, store, func() error { return store.Touch("c", 2*time.Hour) })
+	touchedAgain := queue(t, store, func() error { return store.Touch("c", 3*time.Hour) })
+	touchedToo := queue(t, store, func() error { return store.Touch("d", 0) })
+	lanes.unlock()
+	for _, result := range []<-chan error{deleted, deletedToo, touched, touchedAgain, touchedToo} {
+		if err := <-result; err != nil {
+			t.Fatalf("queued call: %v", err)
+		}
+	}
+
+	for key, want := range map[string]string{"a": "", "b": "", "c": "value of c", "d": "value of d"} {
+		if got, err := store.Get(key); err != nil || string(got) != want {
+			t.Errorf("Get %q after batched Deletes = %q, %v; want %q", key, got, err, want)
+		}
+	}
+	within(t, "last Touch of a batch", expiresAt(t, "", table, "c"), 3*time.Hour-time.Minute, 3*time.Hour)
+	if got := expiresAt(t, "", table, "d"); got != nil {
+		t.Errorf("Touch with exp 0 and no TTL: expires in %v, want never", *got)
+	}
+}
+
+func TestQueuedCallerWhoseContextEndsReturnsAtOnceAndChangesNothing(t *testing.T) {
+	t.Parallel()
+	table := uniqueName("abandon")
+	store := quietStore(t, pgstore.Config{TableName: table})
+
+	lanes := lockAndFillLanes(t, table, func(i int) error {
+		return store.Set(fmt.Sprint("lane-", i), []byte("v"), 0)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	result := queue(t, store, func() error { return store.SetWithContext(ctx, "abandoned", []byte("v"), 0) })
+	kept := queue(t, store, func() error { return store.Set("kept", []byte("v"), 0) })
+
+	cancel()
+	select {
+	case err := <-result:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("queued Set after cancel: %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("queued Set did not return within a second of its context's end")
+	}
+	lanes.unlock()
+
+	if err := <-kept; err != nil {
+		t.Fatalf("Set queued with the abandoned one: %v", err)
+	}
+	if got, err := store.Get("abandoned"); err != nil || got != nil {
+		t.Fatalf("Get of the abandoned Set's key = %q, %v; want nil: it must never run", got, err)
+	}
+}
+
+func TestSetIsCommittedWhenItReturns(t *testing.T) {
+	t.Parallel()
+	store := quietStore(t, pgstore.Config{})
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for g := range 32 {
+		wg.Go(func() {
+			for i := range 40 {
+				key := fmt.Sprintf("g%d-%d", g, i)
+				if err := store.Set(key, []byte(key), time.Minute); err != nil {
+					errs <- err
+					return
+				}
+				if got, err := store.Get(key); err != nil || string(got) != key {
+					errs <- fmt.Errorf("Get %q right after Set = %q, %v", key, got, err)
+					return
+				}
+				if err := store.Delete(key); err != nil {
+					errs <- err
+					return
+				}
+				if got, err := store.Get(key); err != nil || got != nil {
+					errs <- fmt.Errorf("Get %q right after Delete = %q, %v; want nil", key, got, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// batchTracer records the number of keys of every batch statement.
+type batchTracer struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (b *batchTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	if strings.Contains(data.SQL, "unnest") && len(data.Args) > 0 {
+		if keys, ok := data.Args[0].([][]byte); ok {
+			b.mu.Lock()
+			b.sizes = append(b.sizes, len(keys))
+			b.mu.Unlock()
+		}
+	}
+	return ctx
+}
+
+func (b *batchTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func TestBatchesHaveASizeBound(t *testing.T) {
+	t.Parallel()
+	table := uniqueName("bound")
+	tracer := &batchTracer{}
+	store := quietStore(t, pgstore.Config{TableName: table, PoolConfig: tracedPoolConfig(t, tracer)})
+
+	lanes := lockAndFillLanes(t, table, func(i int) error {
+		return store.Set(fmt.Sprint("lane-", i), []byte("v"), 0)
+	})
+	calls := pgstore.MaxBatchCalls + 50
+	var results []<-chan error
+	for i := range calls {
+		key := fmt.Sprint("key-", i)
+		results = append(results, queue(t, store, func() error { return store.Set(key, []byte("v"), 0) }))
+	}
+	lanes.unlock()
+	for _, result := range results {
+		if err := <-result; err != nil {
+			t.Fatalf("queued Set: %v", err)
+		}
+	}
+
+	tracer.mu.Lock()
+	defer tracer.mu.Unlock()
+	total := 0
+	for _, size := range tracer.sizes {
+		if size > pgstore.MaxBatchCalls {
+			t.Fatalf("a batch statement carried %d keys, over the bound of %d", size, pgstore.MaxBatchCalls)
+		}
+		total += size
+	}
+	if len(tracer.sizes) < 2 || total != calls {
+		t.Fatalf("batch statements carried %v keys, want %d in all, in at least 2 statements", tracer.sizes, calls)
+	}
+	if got := countRows(t, "", table); got != int64(calls+pgstore.LanesPerKind) {
+		t.Fatalf("rows = %d, want %d", got, calls+pgstore.LanesPerKind)
+	}
+}
+
+func TestStoreLeavesConnectionsOfASharedPool(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	poolConfig, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	poolConfig.MaxConns = 4
+	pool, err := pgxpool.NewWithConfig(ctx, poolConfig)
+	if err != nil {
+		t.Fatalf("pool: %v", err)
+	}
+	defer pool.Close()
+	store := quietStore(t, pgstore.Config{Pool: pool})
+
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	for g := range 64 {
+		load.Go(func() {
+			key := fmt.Sprint("k", g%8)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = store.Set(key, []byte("v"), time.Minute)
+				_, _ = store.Get(key)
+				_ = store.Touch(key, time.Minute)
+				_ = store.Delete(key)
+			}
+		})
+	}
+
+	maxHeld := int32(0)
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		maxHeld = max(maxHeld, pool.Stat().AcquiredConns())
+		time.Sleep(time.Millisecond)
+	}
+	for range 20 {
+		queryCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		var one int
+		err := pool.QueryRow(queryCtx, "SELECT 1").Scan(&one)
+		cancel()
+		if err != nil {
+			t.Fatalf("caller's own query on the shared pool under load: %v", err)
+		}
+	}
+	close(stop)
+	load.Wait()
+
+	if maxHeld > 3 {
+		t.Fatalf("store held %d of the pool's 4 connections, want at most 3", maxHeld)
+	}
+	if maxHeld == 0 {
+		t.Fatal("saw no connection in use: the load did not run")
+	}
+}
+
+func TestCloseDrainsQueuedCalls(t *testing.T) {
+	t.Parallel()
+	table := uniqueName("drain")
+	store, err := pgstore.Open(testContext(t), pgstore.Config{
+		ConnString: databaseURL, TableName: table, CreateTableIfMissing: true, DisablePrune: true,
+	})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	dropTable(t, "", table)
+
+	lanes := lockAndFillLanes(t, table, func(i int) error {
+		return store.Set(fmt.Sprint("lane-", i), []byte("v"), 0)
+	})
+	var results []<-chan error
+	for i := range 5 {
+		key := fmt.Sprint("queued-", i)
+		results = append(results, queue(t, store, func() error { return store.Set(key, []byte("v"), 0) }))
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- store.Close() }()
+	time.Sleep(100 * time.Millisecond)
+	lanes.unlock()
+
+	for i, result := range results {
+		if err := <-result; err != nil {
+			t.Errorf("Set queued at Close %d: %v, want it drained", i, err)
+		}
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hung with calls queued")
+	}
+	if got := countRows(t, "", table); got != 5+pgstore.LanesPerKind {
+		t.Fatalf("rows = %d, want %d", got, 5+pgstore.LanesPerKind)
+	}
+}
+
+func TestDisableBatchingRunsEveryCallAlone(t *testing.T) {
+	t.Parallel()
+	table := uniqueName("no_batch")
+	store := quietStore(t, pgstore.Config{TableName: table, DisableBatching: true})
+
+	lanes := lockAndFillLanes(t, table, func(i int) error {
+		return store.Set(fmt.Sprint("lane-", i), []byte("v"), 0)
+	})
+	extra := make(chan error, 1)
+	go func() { extra <- store.Set("extra", []byte("v"), 0) }()
+	waitFor(t, 5*time.Second, "a third statement of its own", func() bool {
+		return waitingOn(t, table) == pgstore.LanesPerKind+1
+	})
+	if n := store.Queued(); n != 0 {
+		t.Fatalf("%d calls queued with DisableBatching, want 0", n)
+	}
+	lanes.unlock()
+	if err := <-extra; err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+}

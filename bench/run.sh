@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# run.sh runs the store benchmarks, compares the stores, and then runs the
+# prune benchmark once. See README.md.
+#
+#   COUNT       runs of each benchmark (go test -count), default 6
+#   BENCHTIME   time of each run (go test -benchtime), default 1s
+#   BENCH       the store benchmarks to run (go test -bench),
+#               default '^BenchmarkStore$'
+#   PRUNE       0 skips the prune benchmark, default 1
+#   TIMEOUT     go test -timeout of each go test, default 3h
+#
+# The database comes from PGSTORE_BENCH_DATABASE_URL, PGSTORE_TEST_DATABASE_URL
+# or DATABASE_URL, else from a throwaway server (see README.md). Raw results
+# are written to results/store-<time>.txt and results/prune-<time>.txt.
+set -euo pipefail
+
+cd "$(dirname "$0")"
+
+count=${COUNT:-6}
+benchtime=${BENCHTIME:-1s}
+bench=${BENCH:-'^BenchmarkStore$'}
+prune=${PRUNE:-1}
+timeout=${TIMEOUT:-3h}
+
+mkdir -p results
+stamp=$(date +%Y%m%d-%H%M%S)
+store_results=results/store-$stamp.txt
+prune_results=results/prune-$stamp.txt
+
+echo "# store benchmarks: -count $count -benchtime $benchtime -> $store_results"
+go test -run '^$' -bench "$bench" -benchmem -count "$count" -benchtime "$benchtime" \
+	-timeout "$timeout" . | tee "$store_results"
+
+echo
+echo "# benchstat -col /store $store_results"
+go tool benchstat -col /store "$store_results"
+
+echo
+echo "# ratios $store_results"
+go run ./cmd/ratios "$store_results"
+
+if [ "$prune" != 0 ]; then
+	echo
+	echo "# prune benchmark -> $prune_results"
+	go test -run '^$' -bench '^BenchmarkPrune$' -benchtime 1x -count 1 \
+		-timeout "$timeout" . | tee "$prune_results"
+fi

@@ -1,0 +1,18 @@
+package pgstore
+
+// MaxBatchCalls and LanesPerKind let the tests build batches at the bounds.
+const (
+	MaxBatchCalls = maxBatchCalls
+	LanesPerKind  = lanesPerKind
+)
+
+// Queued returns how many calls of every kind wait for a batch.
+func (s *Storage) Queued() int {
+	n := 0
+	for _, b := range []*batcher{s.gets, s.sets, s.deletes, s.touches} {
+		b.mu.Lock()
+		n += len(b.queue)
+		b.mu.Unlock()
+	}
+	return n
+}

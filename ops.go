@@ -1,0 +1,132 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The statements of each operation, for one call and for a batch of calls.
+// A batch statement takes its calls as arrays and unnests them; it has the
+// same effect as the calls run one after another in arrival order.
+
+// errBatchIncomplete makes a batch run its calls again one by one, so that
+// the call a batch statement could not apply gets an error of its own.
+var errBatchIncomplete = errors.New("batch changed fewer rows than it had keys")
+
+func (s *Storage) getOne(ctx context.Context, c *call) error {
+	c.result = nil
+	err := s.pool.QueryRow(ctx, s.sql.get, c.key).Scan(&c.result)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	return err
+}
+
+func (s *Storage) getMany(ctx context.Context, calls []*call) error {
+	keys := make([][]byte, len(calls))
+	for i, c := range calls {
+		keys[i] = c.key
+		c.result = nil
+	}
+
+	rows, err := s.pool.Query(ctx, s.sql.getMany, keys)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+
+	var (
+		ordinal int64
+		value   []byte
+	)
+	for rows.Next() {
+		if err := rows.Scan(&ordinal, &value); err != nil {
+			return err
+		}
+		calls[ordinal-1].result = value
+		value = nil
+	}
+	return rows.Err()
+}
+
+func (s *Storage) setOne(ctx context.Context, c *call) error {
+	tag, err := s.pool.Exec(ctx, s.sql.set, c.key, c.value, c.exp)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return errHashCollision
+	}
+	return nil
+}
+
+func (s *Storage) setMany(ctx context.Context, calls []*call) error {
+	last := lastOfEachKey(calls)
+	keys := make([][]byte, len(last))
+	values := make([][]byte, len(last))
+	exps := make([]int64, len(last))
+	for i, c := range last {
+		keys[i], values[i], exps[i] = c.key, c.value, c.exp
+	}
+
+	tag, err := s.pool.Exec(ctx, s.sql.setMany, keys, values, exps)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != int64(len(last)) {
+		return errBatchIncomplete
+	}
+	return nil
+}
+
+func (s *Storage) deleteOne(ctx context.Context, c *call) error {
+	_, err := s.pool.Exec(ctx, s.sql.delete, c.key)
+	return err
+}
+
+func (s *Storage) deleteMany(ctx context.Context, calls []*call) error {
+	keys := make([][]byte, len(calls))
+	for i, c := range calls {
+		keys[i] = c.key
+	}
+	_, err := s.pool.Exec(ctx, s.sql.deleteMany, keys)
+	return err
+}
+
+func (s *Storage) touchOne(ctx context.Context, c *call) error {
+	_, err := s.pool.Exec(ctx, s.sql.touch, c.key, c.exp)
+	return err
+}
+
+func (s *Storage) touchMany(ctx context.Context, calls []*call) error {
+	last := lastOfEachKey(calls)
+	keys := make([][]byte, len(last))
+	exps := make([]int64, len(last))
+	for i, c := range last {
+		keys[i], exps[i] = c.key, c.exp
+	}
+	_, err := s.pool.Exec(ctx, s.sql.touchMany, keys, exps)
+	return err
+}
+
+// lastOfEachKey returns the calls that arrived last for their key, in
+// arrival order: within a batch the last write to a key wins, as if the
+// calls had run one after another.
+func lastOfEachKey(calls []*call) []*call {
+	latest := make(map[string]int, len(calls))
+	for i, c := range calls {
+		latest[string(c.key)] = i
+	}
+	if len(latest) == len(calls) {
+		return calls
+	}
+	last := make([]*call, 0, len(latest))
+	for i, c := range calls {
+		if latest[string(c.key)] == i {
+			last = append(last, c)
+		}
+	}
+	return last
+}
