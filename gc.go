@@ -3,6 +3,8 @@ package pgstore
 import (
 	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // pruneBatchSize bounds the rows one prune statement deletes, so that no
@@ -11,16 +13,17 @@ const pruneBatchSize = 1000
 
 // Prune deletes the expired keys now and returns how many it deleted. It
 // deletes in batches of bounded size and stops early, returning what it had
-// deleted and the error, when ctx is done or the store is closed. The next
-// automatic prune comes one delay after Prune returns. Prunes of one store
-// never overlap: a call waits for the one in flight.
+// deleted and the error, when ctx is done or the store is closed. Prunes of
+// one table never overlap, within a process or across processes: Prune
+// waits for one in flight. The next automatic prune comes one delay after
+// Prune returns.
 func (s *Storage) Prune(ctx context.Context) (int64, error) {
 	if err := s.begin(ctx); err != nil {
 		return 0, s.wrap("prune", err)
 	}
 	defer s.ops.Done()
 
-	n, err := s.prune(ctx)
+	n, err := s.prune(ctx, true)
 	s.pruner.restart()
 	if err != nil {
 		return n, s.wrap("prune", err)
@@ -29,8 +32,11 @@ func (s *Storage) Prune(ctx context.Context) (int64, error) {
 }
 
 // prune deletes expired rows batch by batch until a batch comes back short.
+// It holds the table's prune lock, a session advisory lock, for the whole
+// prune, so that the processes sharing a table prune one at a time; when
+// wait is false and another process holds the lock, it prunes nothing.
 // Close cancels it.
-func (s *Storage) prune(ctx context.Context) (int64, error) {
+func (s *Storage) prune(ctx context.Context, wait bool) (int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(s.closing, cancel)()
@@ -42,9 +48,25 @@ func (s *Storage) prune(ctx context.Context) (int64, error) {
 		return 0, context.Cause(ctx)
 	}
 
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release()
+
+	lock := `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`
+	if wait {
+		lock = `SELECT true FROM pg_advisory_lock(hashtextextended($1, 0))`
+	}
+	var locked bool
+	if err := conn.QueryRow(ctx, lock, s.pruneLock).Scan(&locked); err != nil || !locked {
+		return 0, err
+	}
+	defer s.unlockPrune(conn)
+
 	var total int64
 	for {
-		tag, err := s.pool.Exec(ctx, s.sql.prune, pruneBatchSize)
+		tag, err := conn.Exec(ctx, s.sql.prune, pruneBatchSize)
 		if err != nil {
 			return total, err
 		}
@@ -52,6 +74,18 @@ func (s *Storage) prune(ctx context.Context) (int64, error) {
 		if tag.RowsAffected() < pruneBatchSize {
 			return total, nil
 		}
+	}
+}
+
+// unlockPrune releases the prune lock that conn holds. When that fails, it
+// closes the connection, which releases the lock with the session.
+func (s *Storage) unlockPrune(conn *pgxpool.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	_, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, s.pruneLock)
+	if err != nil {
+		_ = conn.Hijack().Close(ctx)
 	}
 }
 
@@ -110,7 +144,7 @@ func (p *pruner) run() {
 func (p *pruner) pruneOnce() {
 	s := p.store
 	start := time.Now()
-	n, err := s.prune(s.closing)
+	n, err := s.prune(s.closing, false)
 	if err != nil && s.closing.Err() == nil {
 		s.logger.Error("pgstore: prune failed",
 			"table", s.table, "deleted", n, "elapsed", time.Since(start), "error", err)

@@ -305,3 +305,105 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestPrunesOfOneTableTakeTurnsAcrossStores(t *testing.T) {
+	t.Parallel()
+	table := uniqueName("turns")
+	first := quietStore(t, pgstore.Config{TableName: table})
+	second := quietStore(t, pgstore.Config{TableName: table})
+	insertExpired(t, "", table, 10)
+
+	// The first store's prune takes the table's prune lock, then waits on
+	// a table lock.
+	tx, err := adminPool.Begin(testContext(t))
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(testContext(t), "LOCK TABLE "+tableName("", table)+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatalf("lock: %v", err)
+	}
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := first.Prune(context.Background())
+		firstDone <- err
+	}()
+	waitFor(t, 5*time.Second, "the first prune to wait on the table", func() bool { return waitingOn(t, table) == 1 })
+
+	// The second store's Prune waits for the first instead of pruning
+	// alongside it.
+	ctx, cancel := context.WithTimeout(testContext(t), 500*time.Millisecond)
+	defer cancel()
+	secondDone := make(chan error, 1)
+	go func() {
+		_, err := second.Prune(ctx)
+		secondDone <- err
+	}()
+	time.Sleep(250 * time.Millisecond)
+	if n := waitingOn(t, table); n != 1 {
+		t.Fatalf("%d prune statements wait on the table, want only the first store's", n)
+	}
+	if err := <-secondDone; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second Prune while the first runs: %v; want it to wait until its deadline", err)
+	}
+
+	if err := tx.Rollback(testContext(t)); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	if err := <-firstDone; err != nil {
+		t.Fatalf("first Prune: %v", err)
+	}
+	if n, err := second.Prune(testContext(t)); err != nil || n != 0 {
+		t.Fatalf("second Prune after the first = %d, %v; want 0, nil", n, err)
+	}
+	if n := countRows(t, "", table); n != 0 {
+		t.Fatalf("rows after the prunes = %d, want 0", n)
+	}
+}
+
+func TestAutomaticPruneSkipsWhileAnotherStorePrunes(t *testing.T) {
+	t.Parallel()
+	table := uniqueName("skip")
+	manual := quietStore(t, pgstore.Config{TableName: table})
+	handler := &recordingHandler{}
+	newStore(t, pgstore.Config{
+		TableName:     table,
+		PruneInterval: 20 * time.Millisecond,
+		PruneDelay:    pgstore.ExactDelay,
+		Logger:        slog.New(handler),
+	})
+
+	tx, err := adminPool.Begin(testContext(t))
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(testContext(t), "LOCK TABLE "+tableName("", table)+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatalf("lock: %v", err)
+	}
+	manualDone := make(chan error, 1)
+	go func() {
+		_, err := manual.Prune(context.Background())
+		manualDone <- err
+	}()
+
+	// Whichever prune came first holds the prune lock; from then on exactly
+	// one prune statement waits on the table, however often the automatic
+	// pruner wakes.
+	waitFor(t, 5*time.Second, "a prune to wait on the table", func() bool { return waitingOn(t, table) >= 1 })
+	for range 10 {
+		time.Sleep(30 * time.Millisecond)
+		if n := waitingOn(t, table); n != 1 {
+			t.Fatalf("%d prunes of one table wait on it at once, want 1", n)
+		}
+	}
+	if err := tx.Rollback(testContext(t)); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	if err := <-manualDone; err != nil {
+		t.Fatalf("manual Prune: %v", err)
+	}
+	if n := handler.count(); n != 0 {
+		t.Fatalf("automatic prunes logged %d failures while skipping, want none", n)
+	}
+}

@@ -33,8 +33,9 @@ type Storage struct {
 	disableTouch bool
 	logger       *slog.Logger
 
-	pruner  *pruner
-	pruning chan struct{} // holds a token while a prune runs
+	pruner    *pruner
+	pruning   chan struct{} // holds a token while a prune runs
+	pruneLock string        // names the advisory lock of the table's prunes
 
 	// One batcher for each kind of operation, and a token for each
 	// connection their statements may hold at once.
@@ -92,6 +93,7 @@ func Open(ctx context.Context, config ...Config) (*Storage, error) {
 		disableTouch: cfg.DisableTouch,
 		logger:       cfg.Logger,
 		pruning:      make(chan struct{}, 1),
+		pruneLock:    "pgstore prune " + table,
 	}
 	if err := prepareTable(ctx, pool, cfg, table); err != nil {
 		if ownPool {
