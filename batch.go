@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -12,8 +13,8 @@ import (
 // runs its own statement at once, so a lightly loaded store adds no latency.
 // One that finds every lane busy joins the kind's queue; when a lane's
 // statement ends, the lane takes the whole queue, up to a bound, into one
-// statement that runs on a goroutine of its own. Under load a Set thus pays
-// one round trip and one WAL flush shared with the Sets that queued with it.
+// statement. Under load a Set thus pays one round trip and one WAL flush
+// shared with the Sets that queued with it.
 
 const (
 	// lanesPerKind is how many statements of one kind may be in flight.
@@ -39,15 +40,19 @@ const (
 // call is one operation waiting in a batcher's queue.
 type call struct {
 	key   []byte
-	value []byte // set only
-	exp   int64  // set and touch only
+	hash  [sha256.Size]byte // of key, as key_hash holds it
+	value []byte            // set only
+	exp   int64             // set and touch only
 
 	result []byte // get only
 	err    error
 
 	state    atomic.Int32
-	done     chan struct{} // receives one token once result and err are set
+	done     chan struct{} // receives one token once result and err are set, or lead is
 	orphaned bool          // its caller left: c must not go back to the pool
+
+	canLead bool    // its caller's context cannot end
+	lead    []*call // a batch, c's among them, for c's caller to run
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -81,23 +86,33 @@ func (b *batcher) do(ctx context.Context, c *call) error {
 		return err
 	}
 	c.state.Store(callQueued)
+	c.canLead = ctx.Done() == nil
 	b.queue = append(b.queue, c)
 	b.mu.Unlock()
 
 	select {
 	case <-c.done:
+		if c.lead != nil {
+			b.run(c.lead, c)
+			c.lead = nil
+			b.release()
+		}
 		return c.err
 	case <-ctx.Done():
 		// Abandoned while queued, c is never run; taken already, its
 		// statement may still apply. Either way the queue or the statement
-		// still holds c.
+		// still holds c. A call that can lead has a context that never
+		// ends, so it never comes here.
 		c.state.CompareAndSwap(callQueued, callAbandoned)
 		c.orphaned = true
 		return ctx.Err()
 	}
 }
 
-// release hands a lane whose statement ended to the queue, or frees it.
+// release hands a lane whose statement ended to the next batch, or frees
+// it. The batch runs on the goroutine of one of its callers whose context
+// cannot end, which then waits for nothing else; when it has no such
+// caller, on a goroutine of its own.
 func (b *batcher) release() {
 	b.mu.Lock()
 	batch := b.take()
@@ -108,25 +123,22 @@ func (b *batcher) release() {
 	}
 	b.mu.Unlock()
 
+	for _, c := range batch {
+		if c.canLead {
+			c.lead = batch
+			c.done <- struct{}{}
+			return
+		}
+	}
+
 	// The caller releasing the lane is an operation in flight, so the
 	// count cannot be zero here and Close is still waiting.
 	b.store.ops.Add(1)
-	go b.drain(batch)
-}
-
-// drain runs batches on one lane until the queue is empty.
-func (b *batcher) drain(batch []*call) {
-	defer b.store.ops.Done()
-	for len(batch) > 0 {
-		b.run(batch)
-
-		b.mu.Lock()
-		batch = b.take()
-		if len(batch) == 0 {
-			b.lanes--
-		}
-		b.mu.Unlock()
-	}
+	go func() {
+		defer b.store.ops.Done()
+		b.run(batch, nil)
+		b.release()
+	}()
 }
 
 // take removes from the queue the calls of the next batch, skipping those
@@ -155,32 +167,32 @@ func (b *batcher) take() []*call {
 	return batch
 }
 
-// run executes one batch and tells every caller its outcome. A batch of one
-// runs as a single statement. When the batch statement fails, each call runs
-// again alone, in arrival order, so that every caller gets its own error and
-// one bad call does not fail the others.
-func (b *batcher) run(batch []*call) {
+// run executes one batch and tells every caller but leader its outcome. A
+// batch of one runs as a single statement. When the batch statement fails,
+// each call runs again alone, in arrival order, so that every caller gets
+// its own error and one bad call does not fail the others.
+func (b *batcher) run(batch []*call, leader *call) {
 	ctx := context.Background()
-	var err error
 	if len(batch) == 1 {
-		err = b.store.withConn(ctx, func() error { return b.single(ctx, batch[0]) })
-		batch[0].err = err
-	} else {
-		err = b.store.withConn(ctx, func() error { return b.many(ctx, batch) })
-		if err != nil {
-			for _, c := range batch {
-				c.err = b.store.withConn(ctx, func() error { return b.single(ctx, c) })
-			}
+		batch[0].err = b.store.withConn(ctx, func() error { return b.single(ctx, batch[0]) })
+	} else if err := b.store.withConn(ctx, func() error { return b.many(ctx, batch) }); err != nil {
+		for _, c := range batch {
+			c.err = b.store.withConn(ctx, func() error { return b.single(ctx, c) })
 		}
 	}
 	for _, c := range batch {
-		c.done <- struct{}{}
+		if c != leader {
+			c.done <- struct{}{}
+		}
 	}
 }
 
 // withConn runs f while holding one of the connections the store may use
 // for its statements, so that a shared pool keeps some for its owner.
 func (s *Storage) withConn(ctx context.Context, f func() error) error {
+	if s.conns == nil {
+		return f()
+	}
 	select {
 	case s.conns <- struct{}{}:
 	case <-ctx.Done():
@@ -194,6 +206,7 @@ func (s *Storage) withConn(ctx context.Context, f func() error) error {
 func newCall(key string, value []byte, exp int64) *call {
 	c := callPool.Get().(*call)
 	c.key = []byte(key)
+	c.hash = sha256.Sum256(c.key)
 	c.value, c.exp = value, exp
 	return c
 }
@@ -215,13 +228,13 @@ func (s *Storage) startBatchers(disabled bool) {
 		lanes = math.MaxInt
 	}
 
-	// A pool the store made is all its own; on a caller's pool the store
-	// leaves a quarter of the connections, at least one, to the caller.
-	limit := int(s.pool.Config().MaxConns)
+	// A pool the store made is all its own, and the pool itself bounds
+	// the connections; on a caller's pool the store leaves a quarter of the
+	// connections, at least one, to the caller.
 	if !s.ownPool {
-		limit -= max(1, limit/4)
+		limit := int(s.pool.Config().MaxConns)
+		s.conns = make(chan struct{}, max(1, limit-max(1, limit/4)))
 	}
-	s.conns = make(chan struct{}, max(1, limit))
 
 	newBatcher := func(single func(context.Context, *call) error, many func(context.Context, []*call) error) *batcher {
 		return &batcher{store: s, maxLanes: lanes, single: single, many: many}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -64,15 +65,29 @@ func (s *Storage) prune(ctx context.Context, wait bool) (int64, error) {
 	}
 	defer s.unlockPrune(conn)
 
-	var total int64
+	var (
+		total, deleted int64
+		from           = pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+	)
 	for {
-		tag, err := conn.Exec(ctx, s.sql.prune, pruneBatchSize)
+		start := time.Now()
+		err := conn.QueryRow(ctx, s.sql.prune, pruneBatchSize, from).Scan(&deleted, &from)
 		if err != nil {
 			return total, err
 		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < pruneBatchSize {
+		total += deleted
+		if deleted < pruneBatchSize {
 			return total, nil
+		}
+
+		// Rest as long as the batch took, so that a long prune takes at
+		// most half of a backend's time from the operations around it.
+		pause := time.NewTimer(3 * time.Since(start))
+		select {
+		case <-pause.C:
+		case <-ctx.Done():
+			pause.Stop()
+			return total, context.Cause(ctx)
 		}
 	}
 }

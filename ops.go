@@ -17,7 +17,7 @@ var errBatchIncomplete = errors.New("batch changed fewer rows than it had keys")
 
 func (s *Storage) getOne(ctx context.Context, c *call) error {
 	c.result = nil
-	err := s.pool.QueryRow(ctx, s.sql.get, c.key).Scan(&c.result)
+	err := s.pool.QueryRow(ctx, s.sql.get, c.hash[:], c.key).Scan(&c.result)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}
@@ -25,13 +25,12 @@ func (s *Storage) getOne(ctx context.Context, c *call) error {
 }
 
 func (s *Storage) getMany(ctx context.Context, calls []*call) error {
-	keys := make([][]byte, len(calls))
-	for i, c := range calls {
-		keys[i] = c.key
+	hashes, keys := hashesAndKeys(calls)
+	for _, c := range calls {
 		c.result = nil
 	}
 
-	rows, err := s.pool.Query(ctx, s.sql.getMany, keys)
+	rows, err := s.pool.Query(ctx, s.sql.getMany, hashes, keys)
 	if err != nil {
 		return err
 	}
@@ -82,33 +81,40 @@ func (s *Storage) setMany(ctx context.Context, calls []*call) error {
 }
 
 func (s *Storage) deleteOne(ctx context.Context, c *call) error {
-	_, err := s.pool.Exec(ctx, s.sql.delete, c.key)
+	_, err := s.pool.Exec(ctx, s.sql.delete, c.hash[:], c.key)
 	return err
 }
 
 func (s *Storage) deleteMany(ctx context.Context, calls []*call) error {
-	keys := make([][]byte, len(calls))
-	for i, c := range calls {
-		keys[i] = c.key
-	}
-	_, err := s.pool.Exec(ctx, s.sql.deleteMany, keys)
+	hashes, keys := hashesAndKeys(calls)
+	_, err := s.pool.Exec(ctx, s.sql.deleteMany, hashes, keys)
 	return err
 }
 
 func (s *Storage) touchOne(ctx context.Context, c *call) error {
-	_, err := s.pool.Exec(ctx, s.sql.touch, c.key, c.exp)
+	_, err := s.pool.Exec(ctx, s.sql.touch, c.hash[:], c.key, c.exp)
 	return err
 }
 
 func (s *Storage) touchMany(ctx context.Context, calls []*call) error {
 	last := lastOfEachKey(calls)
-	keys := make([][]byte, len(last))
+	hashes, keys := hashesAndKeys(last)
 	exps := make([]int64, len(last))
 	for i, c := range last {
-		keys[i], exps[i] = c.key, c.exp
+		exps[i] = c.exp
 	}
-	_, err := s.pool.Exec(ctx, s.sql.touchMany, keys, exps)
+	_, err := s.pool.Exec(ctx, s.sql.touchMany, hashes, keys, exps)
 	return err
+}
+
+// hashesAndKeys returns the key hashes and the keys of calls, as arrays.
+func hashesAndKeys(calls []*call) (hashes, keys [][]byte) {
+	hashes = make([][]byte, len(calls))
+	keys = make([][]byte, len(calls))
+	for i, c := range calls {
+		hashes[i], keys[i] = c.hash[:], c.key
+	}
+	return hashes, keys
 }
 
 // lastOfEachKey returns the calls that arrived last for their key, in

@@ -23,10 +23,16 @@ import (
 var tableSQL string
 
 // statements holds the SQL of every operation, built once for one table:
-// one form for a single call and, for the operations that batch, one that
-// takes its calls as arrays. Keys are found through key_hash, the indexed
-// column, and compared in full so that a hash collision can never return
-// another key's value.
+// one form for a single call and one that takes a batch of calls as arrays.
+// The batch forms walk their arrays with generate_subscripts, whose row
+// estimate does not depend on the arrays, or hide them behind a subquery,
+// so that PostgreSQL settles on one cached plan instead of planning each
+// batch anew, which would cost more than running it.
+// Reads, deletes and touches find a key through key_hash, the indexed
+// column, with the hash computed by pgstore (cheaper than the server's
+// sha256()), and compare the key in full, so that a hash collision can
+// never return another key's value. Writes leave key_hash to the table's
+// generated column.
 type statements struct {
 	get, set, delete, touch                 string
 	getMany, setMany, deleteMany, touchMany string
@@ -37,6 +43,15 @@ type statements struct {
 // the database's clock.
 const live = `(t.expires_at IS NULL OR t.expires_at > now())`
 
+// inBatch is the condition a row must meet to belong to a batch whose key
+// hashes and keys are the arrays $1 and $2. A row whose key is among the
+// keys has its hash among the hashes, so the hashes only lead to the rows
+// through the index. The arrays go through ARRAY(SELECT unnest()) so that
+// the planner cannot see their length: a plan made for one batch size would
+// be planned anew for every batch; this way one plan, made once, serves all.
+const inBatch = `t.key_hash = ANY(ARRAY(SELECT unnest($1::bytea[])))
+	AND t.key = ANY(ARRAY(SELECT unnest($2::bytea[])))`
+
 // expiry computes an expiry from microseconds, -1 meaning never.
 func expiry(micros string) string {
 	return `now() + nullif(` + micros + `, -1) * interval '1 microsecond'`
@@ -45,12 +60,15 @@ func expiry(micros string) string {
 func newStatements(table string) statements {
 	return statements{
 		get: `SELECT t.value FROM ` + table + ` AS t
-			WHERE t.key_hash = sha256($1) AND t.key = $1 AND ` + live,
+			WHERE t.key_hash = $1 AND t.key = $2 AND ` + live,
 
-		getMany: `SELECT k.ordinal, t.value
-			FROM unnest($1::bytea[]) WITH ORDINALITY AS k(key, ordinal)
-			JOIN ` + table + ` AS t ON t.key_hash = sha256(k.key) AND t.key = k.key
-			WHERE ` + live,
+		getMany: `SELECT k.i, v.value
+			FROM generate_subscripts($1::bytea[], 1) AS k(i)
+			CROSS JOIN LATERAL (
+				SELECT t.value FROM ` + table + ` AS t
+				WHERE t.key_hash = ($1::bytea[])[k.i] AND t.key = ($2::bytea[])[k.i]
+				AND ` + live + `
+				OFFSET 0) AS v`,
 
 		set: `INSERT INTO ` + table + ` AS t (key, value, expires_at)
 			VALUES ($1, $2, ` + expiry(`$3::bigint`) + `)
@@ -61,39 +79,47 @@ func newStatements(table string) statements {
 		// The keys of one statement are distinct: ON CONFLICT cannot
 		// change a row twice.
 		setMany: `INSERT INTO ` + table + ` AS t (key, value, expires_at)
-			SELECT k.key, k.value, ` + expiry(`k.micros`) + `
-			FROM unnest($1::bytea[], $2::bytea[], $3::bigint[]) AS k(key, value, micros)
+			SELECT ($1::bytea[])[i], ($2::bytea[])[i], ` + expiry(`($3::bigint[])[i]`) + `
+			FROM generate_subscripts($1::bytea[], 1) AS i
 			ON CONFLICT (key_hash) DO UPDATE
 			SET value = excluded.value, expires_at = excluded.expires_at
 			WHERE t.key = excluded.key`,
 
 		delete: `DELETE FROM ` + table + ` AS t
-			WHERE t.key_hash = sha256($1) AND t.key = $1`,
+			WHERE t.key_hash = $1 AND t.key = $2`,
 
 		deleteMany: `DELETE FROM ` + table + ` AS t
-			USING unnest($1::bytea[]) AS k(key)
-			WHERE t.key_hash = sha256(k.key) AND t.key = k.key`,
+			WHERE ` + inBatch,
 
 		touch: `UPDATE ` + table + ` AS t
-			SET expires_at = ` + expiry(`$2::bigint`) + `
-			WHERE t.key_hash = sha256($1) AND t.key = $1 AND ` + live,
+			SET expires_at = ` + expiry(`$3::bigint`) + `
+			WHERE t.key_hash = $1 AND t.key = $2 AND ` + live,
 
+		// The keys of one statement are distinct, so each row finds its
+		// own expiry.
 		touchMany: `UPDATE ` + table + ` AS t
-			SET expires_at = ` + expiry(`k.micros`) + `
-			FROM unnest($1::bytea[], $2::bigint[]) AS k(key, micros)
-			WHERE t.key_hash = sha256(k.key) AND t.key = k.key AND ` + live,
+			SET expires_at = ` + expiry(`($3::bigint[])[array_position($2::bytea[], t.key)]`) + `
+			WHERE ` + inBatch + ` AND ` + live,
 
 		reset: `DELETE FROM ` + table,
 
-		// At most $1 expired rows, skipping those another transaction holds,
-		// so that one statement never locks much of the table.
-		prune: `DELETE FROM ` + table + ` AS t
-			WHERE t.ctid = ANY(ARRAY(
-				SELECT ctid FROM ` + table + `
-				WHERE expires_at <= now()
-				LIMIT $1
-				FOR UPDATE SKIP LOCKED))
-			AND t.expires_at <= now()`,
+		// At most $1 expired rows, in expiry order from $2 on, skipping
+		// those another transaction holds, so that one statement never
+		// locks much of the table. It returns how many it deleted and the
+		// latest expiry among them, where the next batch starts: each
+		// batch walks the index from there, not over the rows that the
+		// batches before it left dead.
+		prune: `WITH deleted AS (
+				DELETE FROM ` + table + ` AS t
+				WHERE t.ctid = ANY(ARRAY(
+					SELECT ctid FROM ` + table + `
+					WHERE expires_at >= $2 AND expires_at <= now()
+					ORDER BY expires_at
+					LIMIT $1
+					FOR UPDATE SKIP LOCKED))
+				AND t.expires_at <= now()
+				RETURNING t.expires_at)
+			SELECT count(*), coalesce(max(expires_at), $2) FROM deleted`,
 	}
 }
 

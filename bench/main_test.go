@@ -5,6 +5,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strconv"
@@ -54,6 +55,13 @@ func TestMain(m *testing.M) {
 // runMain finds the database, runs the benchmarks, and then closes the
 // store left open and drops every table the run made.
 func runMain(m *testing.M) int {
+	// The package holds benchmarks only: without -bench there is nothing
+	// to run, and no database to find or start.
+	flag.Parse()
+	if bench := flag.Lookup("test.bench"); bench == nil || bench.Value.String() == "" {
+		return m.Run()
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -49,7 +50,7 @@ func newPgxStore(pool *pgxpool.Pool, table pgx.Identifier) *pgxStore {
 	return &pgxStore{
 		pool: pool,
 		getSQL: `SELECT value FROM ` + t + `
-			WHERE key_hash = sha256($1) AND key = $1
+			WHERE key_hash = $1 AND key = $2
 			AND (expires_at IS NULL OR expires_at > now())`,
 		setSQL: `INSERT INTO ` + t + ` AS t (key, value, expires_at)
 			VALUES ($1, $2, now() + $3::bigint * interval '1 microsecond')
@@ -57,14 +58,15 @@ func newPgxStore(pool *pgxpool.Pool, table pgx.Identifier) *pgxStore {
 			SET value = excluded.value, expires_at = excluded.expires_at
 			WHERE t.key = excluded.key`,
 		deleteSQL: `DELETE FROM ` + t + `
-			WHERE key_hash = sha256($1) AND key = $1`,
+			WHERE key_hash = $1 AND key = $2`,
 		resetSQL: `DELETE FROM ` + t,
 	}
 }
 
 func (s *pgxStore) GetWithContext(ctx context.Context, key string) ([]byte, error) {
 	var value []byte
-	err := s.pool.QueryRow(ctx, s.getSQL, []byte(key)).Scan(&value)
+	hash := sha256.Sum256([]byte(key))
+	err := s.pool.QueryRow(ctx, s.getSQL, hash[:], []byte(key)).Scan(&value)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -75,7 +77,9 @@ func (s *pgxStore) Get(key string) ([]byte, error) {
 	return s.GetWithContext(context.Background(), key)
 }
 
-func (s *pgxStore) SetWithContext(ctx context.Context, key string, value []byte, exp time.Duration) error {
+func (s *pgxStore) SetWithContext(
+	ctx context.Context, key string, value []byte, exp time.Duration,
+) error {
 	var micros *int64
 	if exp > 0 {
 		m := int64((exp + time.Microsecond - 1) / time.Microsecond)
@@ -93,7 +97,8 @@ func (s *pgxStore) Set(key string, value []byte, exp time.Duration) error {
 }
 
 func (s *pgxStore) DeleteWithContext(ctx context.Context, key string) error {
-	_, err := s.pool.Exec(ctx, s.deleteSQL, []byte(key))
+	hash := sha256.Sum256([]byte(key))
+	_, err := s.pool.Exec(ctx, s.deleteSQL, hash[:], []byte(key))
 	return err
 }
 

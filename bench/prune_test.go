@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -89,7 +90,7 @@ func BenchmarkPrune(b *testing.B) {
 			len(idle), len(during))
 	}
 
-	statements, longest := tracer.result()
+	statements, longest, longestNth := tracer.result()
 	idleP50, idleP99 := percentile(idle, 0.50), percentile(idle, 0.99)
 	pruneP50, pruneP99 := percentile(during, 0.50), percentile(during, 0.99)
 	ratio := float64(pruneP99) / float64(idleP99)
@@ -104,15 +105,19 @@ func BenchmarkPrune(b *testing.B) {
 	b.ReportMetric(us(pruneP99), "prune-p99-us")
 	b.ReportMetric(ratio, "p99-ratio")
 
-	b.Logf("pruned %d rows in %v (%.0f rows/s, %d statements, longest %v); "+
+	b.Logf("pruned %d rows in %v (%.0f rows/s) in %d statements, the longest %v (#%d); "+
 		"Get p50/p99 %v/%v without prune, %v/%v during it: p99 ×%.2f",
 		pruned, elapsed.Round(time.Millisecond), rate, statements,
-		longest.Round(time.Microsecond), idleP50, idleP99, pruneP50, pruneP99, ratio)
+		longest.Round(time.Microsecond), longestNth,
+		idleP50.Round(time.Microsecond), idleP99.Round(time.Microsecond),
+		pruneP50.Round(time.Microsecond), pruneP99.Round(time.Microsecond), ratio)
 }
 
 // openPruneStore opens pgstore on a table of its own, without automatic
 // prunes, with tracer on its connections.
-func openPruneStore(b *testing.B, ctx context.Context, tracer pgx.QueryTracer) (*pgstore.Storage, pgx.Identifier) {
+func openPruneStore(
+	b *testing.B, ctx context.Context, tracer pgx.QueryTracer,
+) (*pgstore.Storage, pgx.Identifier) {
 	b.Helper()
 	config, err := poolConfig()
 	if err != nil {
@@ -126,6 +131,7 @@ func openPruneStore(b *testing.B, ctx context.Context, tracer pgx.QueryTracer) (
 		TableName:            table[0],
 		CreateTableIfMissing: true,
 		DisablePrune:         true,
+		DisableBatching:      os.Getenv("NOBATCH") != "",
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -137,7 +143,9 @@ func openPruneStore(b *testing.B, ctx context.Context, tracer pgx.QueryTracer) (
 // expiredRows rows expired an hour ago, then vacuums and analyzes the
 // table as autovacuum would have done on a table whose rows expired long
 // ago.
-func loadPruneTable(b *testing.B, ctx context.Context, store *pgstore.Storage, table pgx.Identifier) {
+func loadPruneTable(
+	b *testing.B, ctx context.Context, store *pgstore.Storage, table pgx.Identifier,
+) {
 	b.Helper()
 	t := table.Sanitize()
 
@@ -249,11 +257,14 @@ type pruneTracer struct {
 	mu         sync.Mutex
 	statements int
 	longest    time.Duration
+	longestNth int // which statement, counting from 1, was the longest
 }
 
 type pruneStartKey struct{}
 
-func (t *pruneTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+func (t *pruneTracer) TraceQueryStart(
+	ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData,
+) context.Context {
 	if !strings.Contains(data.SQL, "SKIP LOCKED") {
 		return ctx
 	}
@@ -270,14 +281,17 @@ func (t *pruneTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.Trac
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.statements++
-	t.longest = max(t.longest, elapsed)
+	if elapsed > t.longest {
+		t.longest, t.longestNth = elapsed, t.statements
+	}
 }
 
-// result returns the number of prune statements and the longest one.
-func (t *pruneTracer) result() (statements int, longest time.Duration) {
+// result returns the number of prune statements, the time of the longest
+// one and its place in the order they ran, from 1.
+func (t *pruneTracer) result() (statements int, longest time.Duration, longestNth int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.statements, t.longest
+	return t.statements, t.longest, t.longestNth
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

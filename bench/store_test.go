@@ -10,7 +10,7 @@ import (
 )
 
 // goroutineCounts are the numbers of goroutines each workload runs on.
-var goroutineCounts = []int{2, 32}
+var goroutineCounts = []int{2, 8, 32}
 
 // workload is one kind of operation mix. run runs b.N operations of it on
 // g goroutines against s.

@@ -45,10 +45,12 @@ type storeKind struct {
 
 	layout layout
 
-	// open opens the store on table with a pool of its own, of maxConns
-	// connections, and returns it with that pool.
-	open func(ctx context.Context, table pgx.Identifier) (fiber.Storage, *pgxpool.Pool, error)
+	open opener
 }
+
+// opener opens a store on table with a pool of its own, of maxConns
+// connections, and returns it with that pool.
+type opener func(ctx context.Context, table pgx.Identifier) (fiber.Storage, *pgxpool.Pool, error)
 
 // storeKinds are the stores of BenchmarkStore, in the order they run.
 var storeKinds = []storeKind{
@@ -61,7 +63,7 @@ var storeKinds = []storeKind{
 
 // openPgstore opens pgstore with its defaults, batching left on unless
 // disableBatching is set, and without automatic prunes.
-func openPgstore(disableBatching bool) func(context.Context, pgx.Identifier) (fiber.Storage, *pgxpool.Pool, error) {
+func openPgstore(disableBatching bool) opener {
 	return func(ctx context.Context, table pgx.Identifier) (fiber.Storage, *pgxpool.Pool, error) {
 		poolConfig, err := poolConfig()
 		if err != nil {
@@ -84,7 +86,9 @@ func openPgstore(disableBatching bool) func(context.Context, pgx.Identifier) (fi
 // openGofiber opens github.com/gofiber/storage/postgres/v3 on a pool made
 // here. The driver's Close closes that pool, and its constructor panics on
 // errors, which are turned back into an error here.
-func openGofiber(ctx context.Context, table pgx.Identifier) (_ fiber.Storage, _ *pgxpool.Pool, err error) {
+func openGofiber(ctx context.Context, table pgx.Identifier) (
+	_ fiber.Storage, _ *pgxpool.Pool, err error,
+) {
 	pool, err := newPool(ctx)
 	if err != nil {
 		return nil, nil, err
