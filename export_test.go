@@ -1,9 +1,11 @@
 package pgstore
 
-// MaxBatchCalls and LanesPerKind let the tests build batches at the bounds.
+// MaxBatchCalls, LanesPerKind and PruneBatchSize let the tests build
+// batches at the bounds.
 const (
-	MaxBatchCalls = maxBatchCalls
-	LanesPerKind  = lanesPerKind
+	MaxBatchCalls  = maxBatchCalls
+	LanesPerKind   = lanesPerKind
+	PruneBatchSize = pruneBatchSize
 )
 
 // Queued returns how many calls of every kind wait for a batch.

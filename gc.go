@@ -10,7 +10,15 @@ import (
 
 // pruneBatchSize bounds the rows one prune statement deletes, so that no
 // statement holds locks on a large part of the table.
-const pruneBatchSize = 1000
+const pruneBatchSize = 500
+
+// A prune rests pruneRestFactor times as long as its last batch took, and
+// at least pruneMinRest, before the next batch: a million expired rows
+// take a minute or two to prune, and Get latency stays near its usual.
+const (
+	pruneRestFactor = 4
+	pruneMinRest    = 40 * time.Millisecond
+)
 
 // Prune deletes the expired keys now and returns how many it deleted. It
 // deletes in batches of bounded size and stops early, returning what it had
@@ -80,9 +88,11 @@ func (s *Storage) prune(ctx context.Context, wait bool) (int64, error) {
 			return total, nil
 		}
 
-		// Rest as long as the batch took, so that a long prune takes at
-		// most half of a backend's time from the operations around it.
-		pause := time.NewTimer(3 * time.Since(start))
+		// Rest between batches, so that a long prune leaves the server's
+		// time and its buffer cache to the operations around it: every
+		// batch dirties pages that the background writer must write out
+		// before their buffers serve other reads.
+		pause := time.NewTimer(max(pruneRestFactor*time.Since(start), pruneMinRest))
 		select {
 		case <-pause.C:
 		case <-ctx.Done():

@@ -84,12 +84,14 @@ func TestPruneDeletesInBoundedBatches(t *testing.T) {
 	tracer.mu.Lock()
 	defer tracer.mu.Unlock()
 	counts := tracer.counts
-	if len(counts) < 6 || counts[0] != 4321 || counts[len(counts)-1] != 0 {
-		t.Fatalf("rows before each prune statement and after: %v; want 4321 first, 0 last, at least 5 statements", counts)
+	if want := 4321/pgstore.PruneBatchSize + 1; len(counts) < want+1 || counts[0] != 4321 || counts[len(counts)-1] != 0 {
+		t.Fatalf("rows before each prune statement and after: %v; want 4321 first, 0 last, at least %d statements",
+			counts, want)
 	}
 	for i := 1; i < len(counts); i++ {
-		if deleted := counts[i-1] - counts[i]; deleted > 1000 || deleted < 0 {
-			t.Fatalf("one prune statement deleted %d rows (counts %v), want at most 1000", deleted, counts)
+		if deleted := counts[i-1] - counts[i]; deleted > pgstore.PruneBatchSize || deleted < 0 {
+			t.Fatalf("one prune statement deleted %d rows (counts %v), want at most %d",
+				deleted, counts, pgstore.PruneBatchSize)
 		}
 	}
 }

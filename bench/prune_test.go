@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -27,7 +26,7 @@ const (
 	// loadWarmup runs the load before anything is measured; idlePeriod is
 	// how long Get latencies are measured without a prune.
 	loadWarmup = time.Second
-	idlePeriod = 5 * time.Second
+	idlePeriod = 15 * time.Second
 
 	// liveExpiry is the expiry of the live keys, far beyond the run.
 	liveExpiry = 24 * time.Hour
@@ -131,7 +130,6 @@ func openPruneStore(
 		TableName:            table[0],
 		CreateTableIfMissing: true,
 		DisablePrune:         true,
-		DisableBatching:      os.Getenv("NOBATCH") != "",
 	})
 	if err != nil {
 		b.Fatal(err)
