@@ -6,6 +6,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Group commit. Each kind of operation (get, set, delete, touch) has a
@@ -39,7 +40,8 @@ const (
 
 // call is one operation waiting in a batcher's queue.
 type call struct {
-	key   []byte
+	name  string            // the key as the caller gave it
+	key   []byte            // the same bytes, as pgx sends bytea
 	hash  [sha256.Size]byte // of key, as key_hash holds it
 	value []byte            // set only
 	exp   int64             // set and touch only
@@ -202,10 +204,14 @@ func (s *Storage) withConn(ctx context.Context, f func() error) error {
 	return f()
 }
 
-// newCall returns a call from the pool, holding its own copy of key.
+// newCall returns a call from the pool for key.
 func newCall(key string, value []byte, exp int64) *call {
 	c := callPool.Get().(*call)
-	c.key = []byte(key)
+	// The key's bytes are shared with the string, not copied: pgx only
+	// reads a []byte argument, to copy it into its message, and nothing
+	// here writes to c.key.
+	c.key = unsafe.Slice(unsafe.StringData(key), len(key))
+	c.name = key
 	c.hash = sha256.Sum256(c.key)
 	c.value, c.exp = value, exp
 	return c

@@ -87,6 +87,22 @@ func queue(t *testing.T, store *pgstore.Storage, do func() error) <-chan error {
 
 func TestBatchGivesEachCallerItsOwnError(t *testing.T) {
 	t.Parallel()
+	// A batch runs on the goroutine of a caller whose context cannot end,
+	// or, when it has none, on a goroutine of its own: both must hold.
+	cancellable, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	for name, callerCtx := range map[string]context.Context{
+		"led by a caller":      context.Background(),
+		"on its own goroutine": cancellable,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testBatchGivesEachCallerItsOwnError(t, callerCtx)
+		})
+	}
+}
+
+func testBatchGivesEachCallerItsOwnError(t *testing.T, callerCtx context.Context) {
 	ctx := testContext(t)
 	table := uniqueName("own_error")
 	store := quietStore(t, pgstore.Config{TableName: table})
@@ -111,7 +127,7 @@ func TestBatchGivesEachCallerItsOwnError(t *testing.T) {
 	})
 	results := map[string]<-chan error{}
 	for _, key := range []string{"a", "bad", "c"} {
-		results[key] = queue(t, store, func() error { return store.Set(key, []byte(key), 0) })
+		results[key] = queue(t, store, func() error { return store.SetWithContext(callerCtx, key, []byte(key), 0) })
 	}
 	lanes.unlock()
 

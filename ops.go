@@ -123,14 +123,14 @@ func hashesAndKeys(calls []*call) (hashes, keys [][]byte) {
 func lastOfEachKey(calls []*call) []*call {
 	latest := make(map[string]int, len(calls))
 	for i, c := range calls {
-		latest[string(c.key)] = i
+		latest[c.name] = i
 	}
 	if len(latest) == len(calls) {
 		return calls
 	}
 	last := make([]*call, 0, len(latest))
 	for i, c := range calls {
-		if latest[string(c.key)] == i {
+		if latest[c.name] == i {
 			last = append(last, c)
 		}
 	}

@@ -27,9 +27,15 @@ stamp=$(date +%Y%m%d-%H%M%S)
 store_results=results/store-$stamp.txt
 prune_results=results/prune-$stamp.txt
 
-echo "# store benchmarks: -count $count -benchtime $benchtime -> $store_results"
-go test -run '^$' -bench "$bench" -benchmem -count "$count" -benchtime "$benchtime" \
-	-timeout "$timeout" . | tee "$store_results"
+# go test -count N runs each sub-benchmark N times in a row, so a noisy
+# minute would hit one store only. Rounds of -count 1 interleave the stores.
+echo "# store benchmarks: $count rounds, -benchtime $benchtime -> $store_results"
+go test -c -o results/bench.test .
+for round in $(seq "$count"); do
+	echo "# round $round of $count" >&2
+	./results/bench.test -test.run '^$' -test.bench "$bench" -test.benchmem \
+		-test.count 1 -test.benchtime "$benchtime" -test.timeout "$timeout"
+done | tee "$store_results"
 
 echo
 echo "# benchstat -col /store $store_results"
