@@ -40,11 +40,17 @@ const (
 
 // call is one operation waiting in a batcher's queue.
 type call struct {
-	name  string            // the key as the caller gave it
-	key   []byte            // the same bytes, as pgx sends bytea
-	hash  [sha256.Size]byte // of key, as key_hash holds it
-	value []byte            // set only
-	exp   int64             // set and touch only
+	name string            // the key as the caller gave it
+	key  []byte            // the same bytes, as pgx sends bytea
+	hash [sha256.Size]byte // of key, as key_hash holds it
+	sum  []byte            // hash[:]
+
+	// argv holds the arguments of a single statement: the hash first,
+	// boxed once for the life of the call, since sum always points into
+	// the same call.
+	argv  [3]any
+	value []byte // set only
+	exp   int64  // set and touch only
 
 	result []byte // get only
 	err    error
@@ -213,8 +219,19 @@ func newCall(key string, value []byte, exp int64) *call {
 	c.key = unsafe.Slice(unsafe.StringData(key), len(key))
 	c.name = key
 	c.hash = sha256.Sum256(c.key)
+	c.sum = c.hash[:]
 	c.value, c.exp = value, exp
 	return c
+}
+
+// args returns the arguments of a single statement that finds c's key:
+// its hash, then rest.
+func (c *call) args(rest ...any) []any {
+	if c.argv[0] == nil {
+		c.argv[0] = c.sum
+	}
+	n := copy(c.argv[1:], rest)
+	return c.argv[:1+n]
 }
 
 // free returns c to the pool, unless a statement may still use it.
@@ -222,7 +239,7 @@ func (c *call) free() {
 	if c.orphaned {
 		return
 	}
-	*c = call{done: c.done}
+	*c = call{done: c.done, argv: [3]any{c.argv[0]}}
 	callPool.Put(c)
 }
 

@@ -8,8 +8,8 @@ import (
 )
 
 // The statements of each operation, for one call and for a batch of calls.
-// A batch statement takes its calls as arrays and unnests them; it has the
-// same effect as the calls run one after another in arrival order.
+// A batch statement takes its calls as arrays; it has the same effect as
+// the calls run one after another in arrival order.
 
 // errBatchIncomplete makes a batch run its calls again one by one, so that
 // the call a batch statement could not apply gets an error of its own.
@@ -17,7 +17,7 @@ var errBatchIncomplete = errors.New("batch changed fewer rows than it had keys")
 
 func (s *Storage) getOne(ctx context.Context, c *call) error {
 	c.result = nil
-	err := s.pool.QueryRow(ctx, s.sql.get, c.hash[:], c.key).Scan(&c.result)
+	err := s.pool.QueryRow(ctx, s.sql.get, c.args(c.key)...).Scan(&c.result)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}
@@ -81,7 +81,7 @@ func (s *Storage) setMany(ctx context.Context, calls []*call) error {
 }
 
 func (s *Storage) deleteOne(ctx context.Context, c *call) error {
-	_, err := s.pool.Exec(ctx, s.sql.delete, c.hash[:], c.key)
+	_, err := s.pool.Exec(ctx, s.sql.delete, c.args(c.key)...)
 	return err
 }
 
@@ -92,7 +92,7 @@ func (s *Storage) deleteMany(ctx context.Context, calls []*call) error {
 }
 
 func (s *Storage) touchOne(ctx context.Context, c *call) error {
-	_, err := s.pool.Exec(ctx, s.sql.touch, c.hash[:], c.key, c.exp)
+	_, err := s.pool.Exec(ctx, s.sql.touch, c.args(c.key, c.exp)...)
 	return err
 }
 
@@ -112,7 +112,7 @@ func hashesAndKeys(calls []*call) (hashes, keys [][]byte) {
 	hashes = make([][]byte, len(calls))
 	keys = make([][]byte, len(calls))
 	for i, c := range calls {
-		hashes[i], keys[i] = c.hash[:], c.key
+		hashes[i], keys[i] = c.sum, c.key
 	}
 	return hashes, keys
 }
