@@ -38,7 +38,8 @@ const (
 	callAbandoned
 )
 
-// call is one operation waiting in a batcher's queue.
+// call is one operation: its arguments, its outcome, and its place in a
+// batcher's queue when it has to wait for a batch.
 type call struct {
 	name string            // the key as the caller gave it
 	key  []byte            // the same bytes, as pgx sends bytea

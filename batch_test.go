@@ -19,26 +19,17 @@ import (
 // every statement on it waits in the database, and keeps the lanes of one
 // kind of operation busy with statements that wait.
 type lockedTable struct {
-	t        *testing.T
-	tx       pgx.Tx
-	occupied sync.WaitGroup
-	errs     chan error
+	t           *testing.T
+	unlockTable func()
+	occupied    sync.WaitGroup
+	errs        chan error
 }
 
 // lockAndFillLanes locks table and runs pgstore.LanesPerKind calls of occupy,
 // returning once they all wait on the lock.
 func lockAndFillLanes(t *testing.T, table string, occupy func(i int) error) *lockedTable {
 	t.Helper()
-	tx, err := adminPool.Begin(testContext(t))
-	if err != nil {
-		t.Fatalf("begin: %v", err)
-	}
-	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	if _, err := tx.Exec(testContext(t), "LOCK TABLE "+tableName("", table)+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatalf("lock: %v", err)
-	}
-
-	l := &lockedTable{t: t, tx: tx, errs: make(chan error, pgstore.LanesPerKind)}
+	l := &lockedTable{t: t, unlockTable: lockTable(t, table), errs: make(chan error, pgstore.LanesPerKind)}
 	for i := range pgstore.LanesPerKind {
 		l.occupied.Go(func() { l.errs <- occupy(i) })
 	}
@@ -51,9 +42,7 @@ func lockAndFillLanes(t *testing.T, table string, occupy func(i int) error) *loc
 // unlock releases the lock and waits for the calls that held the lanes.
 func (l *lockedTable) unlock() {
 	l.t.Helper()
-	if err := l.tx.Rollback(testContext(l.t)); err != nil {
-		l.t.Fatalf("rollback: %v", err)
-	}
+	l.unlockTable()
 	l.occupied.Wait()
 	close(l.errs)
 	for err := range l.errs {
@@ -61,18 +50,6 @@ func (l *lockedTable) unlock() {
 			l.t.Fatalf("call holding a lane: %v", err)
 		}
 	}
-}
-
-// waitingOn counts the statements on table that wait for a lock.
-func waitingOn(t *testing.T, table string) int {
-	t.Helper()
-	var n int
-	err := adminPool.QueryRow(testContext(t), `SELECT count(*) FROM pg_stat_activity
-		WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'`, table).Scan(&n)
-	if err != nil {
-		t.Fatalf("pg_stat_activity: %v", err)
-	}
-	return n
 }
 
 // queue starts do in a goroutine and returns once the store has queued it.

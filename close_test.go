@@ -89,23 +89,11 @@ func TestCloseWaitsForOperationsInFlight(t *testing.T) {
 	table := uniqueName("close_waits")
 	store := quietStore(t, pgstore.Config{Pool: pool, TableName: table})
 
-	tx, err := adminPool.Begin(testContext(t))
-	if err != nil {
-		t.Fatalf("begin: %v", err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(testContext(t), "LOCK TABLE "+tableName("", table)+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatalf("lock: %v", err)
-	}
+	unlock := lockTable(t, table)
 
 	set := make(chan error, 1)
 	go func() { set <- store.Set("k", []byte("v"), 0) }()
-	waitFor(t, 5*time.Second, "the Set to wait on the lock", func() bool {
-		var waiting bool
-		err := adminPool.QueryRow(testContext(t), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO%`+table+`%')`).Scan(&waiting)
-		return err == nil && waiting
-	})
+	waitFor(t, 5*time.Second, "the Set to wait on the lock", func() bool { return waitingOn(t, table) >= 1 })
 
 	closed := make(chan error, 1)
 	go func() { closed <- store.Close() }()
@@ -115,9 +103,7 @@ func TestCloseWaitsForOperationsInFlight(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 
-	if err := tx.Rollback(testContext(t)); err != nil {
-		t.Fatalf("rollback: %v", err)
-	}
+	unlock()
 	if err := <-set; err != nil {
 		t.Fatalf("Set in flight during Close: %v, want it to finish", err)
 	}
@@ -166,20 +152,8 @@ func TestCloseStopsABlockedAutomaticPruneAndLeavesNoGoroutine(t *testing.T) {
 	}
 	dropTable(t, "", table)
 
-	tx, err := adminPool.Begin(testContext(t))
-	if err != nil {
-		t.Fatalf("begin: %v", err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(testContext(t), "LOCK TABLE "+tableName("", table)+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatalf("lock: %v", err)
-	}
-	waitFor(t, 5*time.Second, "an automatic prune to wait on the lock", func() bool {
-		var waiting bool
-		err := adminPool.QueryRow(testContext(t), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%SKIP LOCKED%')`).Scan(&waiting)
-		return err == nil && waiting
-	})
+	lockTable(t, table)
+	waitFor(t, 5*time.Second, "an automatic prune to wait on the lock", func() bool { return waitingOn(t, table) >= 1 })
 	if pgstoreGoroutines() <= before {
 		t.Fatal("no pruner goroutine while the store is open")
 	}

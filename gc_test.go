@@ -256,26 +256,14 @@ func TestCloseCancelsAndWaitsForPruneInFlight(t *testing.T) {
 	insertExpired(t, "", table, 10)
 
 	// A lock on the table makes the prune wait inside the database.
-	tx, err := adminPool.Begin(testContext(t))
-	if err != nil {
-		t.Fatalf("begin: %v", err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(testContext(t), "LOCK TABLE "+tableName("", table)+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatalf("lock: %v", err)
-	}
+	lockTable(t, table)
 
 	pruned := make(chan error, 1)
 	go func() {
 		_, err := store.Prune(context.Background())
 		pruned <- err
 	}()
-	waitFor(t, 5*time.Second, "the prune to wait on the lock", func() bool {
-		var waiting bool
-		err := adminPool.QueryRow(testContext(t), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%SKIP LOCKED%')`).Scan(&waiting)
-		return err == nil && waiting
-	})
+	waitFor(t, 5*time.Second, "the prune to wait on the lock", func() bool { return waitingOn(t, table) >= 1 })
 
 	closed := make(chan error, 1)
 	go func() { closed <- store.Close() }()
@@ -318,14 +306,7 @@ func TestPrunesOfOneTableTakeTurnsAcrossStores(t *testing.T) {
 
 	// The first store's prune takes the table's prune lock, then waits on
 	// a table lock.
-	tx, err := adminPool.Begin(testContext(t))
-	if err != nil {
-		t.Fatalf("begin: %v", err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(testContext(t), "LOCK TABLE "+tableName("", table)+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatalf("lock: %v", err)
-	}
+	unlock := lockTable(t, table)
 	firstDone := make(chan error, 1)
 	go func() {
 		_, err := first.Prune(context.Background())
@@ -350,9 +331,7 @@ func TestPrunesOfOneTableTakeTurnsAcrossStores(t *testing.T) {
 		t.Fatalf("second Prune while the first runs: %v; want it to wait until its deadline", err)
 	}
 
-	if err := tx.Rollback(testContext(t)); err != nil {
-		t.Fatalf("rollback: %v", err)
-	}
+	unlock()
 	if err := <-firstDone; err != nil {
 		t.Fatalf("first Prune: %v", err)
 	}
@@ -376,14 +355,7 @@ func TestAutomaticPruneSkipsWhileAnotherStorePrunes(t *testing.T) {
 		Logger:        slog.New(handler),
 	})
 
-	tx, err := adminPool.Begin(testContext(t))
-	if err != nil {
-		t.Fatalf("begin: %v", err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(testContext(t), "LOCK TABLE "+tableName("", table)+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatalf("lock: %v", err)
-	}
+	unlock := lockTable(t, table)
 	manualDone := make(chan error, 1)
 	go func() {
 		_, err := manual.Prune(context.Background())
@@ -400,9 +372,7 @@ func TestAutomaticPruneSkipsWhileAnotherStorePrunes(t *testing.T) {
 			t.Fatalf("%d prunes of one table wait on it at once, want 1", n)
 		}
 	}
-	if err := tx.Rollback(testContext(t)); err != nil {
-		t.Fatalf("rollback: %v", err)
-	}
+	unlock()
 	if err := <-manualDone; err != nil {
 		t.Fatalf("manual Prune: %v", err)
 	}

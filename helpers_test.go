@@ -178,3 +178,36 @@ func tracedPoolConfig(t *testing.T, tracer pgx.QueryTracer) *pgxpool.Config {
 	poolConfig.ConnConfig.Tracer = tracer
 	return poolConfig
 }
+
+// lockTable holds an ACCESS EXCLUSIVE lock on table, in a transaction of its
+// own, so that every statement on it waits in the database. The returned
+// function releases it; the end of the test releases it at the latest.
+func lockTable(t *testing.T, table string) (unlock func()) {
+	t.Helper()
+	tx, err := adminPool.Begin(testContext(t))
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(testContext(t), "LOCK TABLE "+tableName("", table)+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatalf("lock %s: %v", tableName("", table), err)
+	}
+	return func() {
+		t.Helper()
+		if err := tx.Rollback(testContext(t)); err != nil {
+			t.Fatalf("unlock %s: %v", tableName("", table), err)
+		}
+	}
+}
+
+// waitingOn counts the statements on table that wait for a lock.
+func waitingOn(t *testing.T, table string) int {
+	t.Helper()
+	var n int
+	err := adminPool.QueryRow(testContext(t), `SELECT count(*) FROM pg_stat_activity
+		WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'`, table).Scan(&n)
+	if err != nil {
+		t.Fatalf("pg_stat_activity: %v", err)
+	}
+	return n
+}

@@ -204,12 +204,14 @@ func (s *Storage) GetWithContext(ctx context.Context, key string) ([]byte, error
 		return nil, nil
 	}
 	c := newCall(key, nil, 0)
-	err := s.gets.do(ctx, c)
-	value := c.result
-	c.free()
-	if err != nil {
+	if err := s.gets.do(ctx, c); err != nil {
+		// A caller that left early must not read c: a batch may still
+		// be writing to it.
+		c.free()
 		return nil, s.wrap("get", err)
 	}
+	value := c.result
+	c.free()
 	return value, nil
 }
 
