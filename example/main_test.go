@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"flag"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -32,34 +30,9 @@ var databaseURL string
 var adminPool *pgxpool.Pool
 
 func TestMain(m *testing.M) {
-	// testing.Short needs the flags parsed, which m.Run would do later.
-	flag.Parse()
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-
-	db, err := devdb.Find(ctx, "PGSTORE_TEST_DATABASE_URL", "DATABASE_URL")
-	if err != nil {
-		if testing.Short() {
-			fmt.Fprintln(os.Stderr, "skipping the example tests under -short:", err)
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, "the example tests need PostgreSQL:", err)
-		return 1
-	}
-	defer db.Close()
-	databaseURL = db.URL
-
-	adminPool, err = pgxpool.New(ctx, databaseURL)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "connect to the test database:", err)
-		return 1
-	}
-	defer adminPool.Close()
-	return m.Run()
+	os.Exit(devdb.RunTests(m, func(url string, pool *pgxpool.Pool) {
+		databaseURL, adminPool = url, pool
+	}))
 }
 
 func TestExampleCountsTheVisitsOfEachBrowser(t *testing.T) {
