@@ -53,7 +53,7 @@ type call struct {
 	// argv holds the arguments of a single statement: the hash first,
 	// boxed once for the life of the call, since sum always points into
 	// the same call.
-	argv  [3]any
+	argv  [4]any
 	value []byte // set only
 	exp   int64  // set and touch only
 
@@ -253,7 +253,7 @@ func (c *call) free() {
 	if c.orphaned {
 		return
 	}
-	*c = call{done: c.done, argv: [3]any{c.argv[0]}}
+	*c = call{done: c.done, argv: [4]any{c.argv[0]}}
 	callPool.Put(c)
 }
 

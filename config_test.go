@@ -317,13 +317,13 @@ func TestUnfitTableIsReported(t *testing.T) {
 	t.Parallel()
 	for name, ddl := range map[string]string{
 		"text key":      "key text PRIMARY KEY, value bytea, expires_at timestamptz",
-		"no expiry":     "key bytea, key_hash bytea GENERATED ALWAYS AS (sha256(key)) STORED PRIMARY KEY, value bytea",
-		"plain hash":    "key bytea, key_hash bytea PRIMARY KEY, value bytea, expires_at timestamptz",
-		"no unique":     "key bytea, key_hash bytea GENERATED ALWAYS AS (sha256(key)) STORED, value bytea, expires_at timestamptz",
-		"naive expires": "key bytea, key_hash bytea GENERATED ALWAYS AS (sha256(key)) STORED PRIMARY KEY, value bytea, expires_at timestamp",
-		"other hash":    "key bytea, key_hash bytea GENERATED ALWAYS AS (decode(md5(key), 'hex')) STORED PRIMARY KEY, value bytea, expires_at timestamptz",
-		"deferrable":    "key bytea, key_hash bytea GENERATED ALWAYS AS (sha256(key)) STORED PRIMARY KEY DEFERRABLE, value bytea, expires_at timestamptz",
-		"extra column":  "key bytea, key_hash bytea GENERATED ALWAYS AS (sha256(key)) STORED PRIMARY KEY, value bytea, expires_at timestamptz, sess json NOT NULL",
+		"no expiry":     "key bytea, key_hash bytea PRIMARY KEY, value bytea",
+		"no unique":     "key bytea, key_hash bytea, value bytea, expires_at timestamptz",
+		"naive expires": "key bytea, key_hash bytea PRIMARY KEY, value bytea, expires_at timestamp",
+		"text hash":     "key bytea, key_hash text PRIMARY KEY, value bytea, expires_at timestamptz",
+		"deferrable":    "key bytea, key_hash bytea PRIMARY KEY DEFERRABLE, value bytea, expires_at timestamptz",
+		"extra column":  "key bytea, key_hash bytea PRIMARY KEY, value bytea, expires_at timestamptz, sess json NOT NULL",
+		"generated":     "key bytea, key_hash bytea GENERATED ALWAYS AS (sha256(key)) STORED PRIMARY KEY, value bytea, expires_at timestamptz",
 	} {
 		table := uniqueName("unfit")
 		dropTable(t, "", table)
@@ -334,6 +334,50 @@ func TestUnfitTableIsReported(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "does not fit") || !strings.Contains(err.Error(), table) {
 			t.Errorf("%s: Open error %v, want one that names the table and says it does not fit", name, err)
 		}
+	}
+}
+
+// A table whose key_hash the server generates, as an earlier table.sql had
+// it, is refused with the statement that fixes it, and after that statement
+// its rows are found again.
+func TestGeneratedKeyHashIsRefusedWithItsFix(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	table := uniqueName("generated")
+	dropTable(t, "", table)
+	_, err := adminPool.Exec(ctx, `CREATE TABLE `+tableName("", table)+` (
+			key bytea NOT NULL,
+			key_hash bytea GENERATED ALWAYS AS (sha256(key)) STORED PRIMARY KEY,
+			value bytea NOT NULL,
+			expires_at timestamptz);
+		INSERT INTO `+tableName("", table)+` (key, value) VALUES ('kept', 'old')`)
+	if err != nil {
+		t.Fatalf("create a table with a generated key_hash: %v", err)
+	}
+
+	cfg := pgstore.Config{ConnString: databaseURL, TableName: table, DisablePrune: true}
+	_, err = pgstore.Open(ctx, cfg)
+	fix := "ALTER TABLE " + tableName("", table) + " ALTER COLUMN key_hash DROP EXPRESSION"
+	if err == nil || !strings.Contains(err.Error(), fix) {
+		t.Fatalf("Open error %v, want one that gives %q", err, fix)
+	}
+
+	if _, err := adminPool.Exec(ctx, fix); err != nil {
+		t.Fatalf("%s: %v", fix, err)
+	}
+	store, err := pgstore.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Open after the fix: %v", err)
+	}
+	defer store.Close()
+	if got, err := store.Get("kept"); err != nil || string(got) != "old" {
+		t.Fatalf("Get of a row from before the fix = %q, %v; want %q", got, err, "old")
+	}
+	if err := store.Set("kept", []byte("new"), 0); err != nil {
+		t.Fatalf("Set after the fix: %v", err)
+	}
+	if n := countRows(t, "", table); n != 1 {
+		t.Fatalf("rows = %d after overwriting the old row, want 1", n)
 	}
 }
 

@@ -72,10 +72,11 @@ func TestReadsFilterByTheDatabaseClock(t *testing.T) {
 	store := quietStore(t, pgstore.Config{TableName: table})
 	ctx := testContext(t)
 
-	_, err := adminPool.Exec(ctx, `INSERT INTO `+tableName("", table)+` (key, value, expires_at)
-		VALUES ('past', 'p', now() - interval '1 millisecond'),
-		       ('future', 'f', now() + interval '2 seconds'),
-		       ('never', 'n', NULL)`)
+	_, err := adminPool.Exec(ctx, `INSERT INTO `+tableName("", table)+` (key_hash, key, value, expires_at)
+		SELECT sha256(k), k, v, e FROM (VALUES
+			('past'::bytea, 'p'::bytea, now() - interval '1 millisecond'),
+			('future', 'f', now() + interval '2 seconds'),
+			('never', 'n', NULL)) AS r(k, v, e)`)
 	if err != nil {
 		t.Fatalf("insert rows: %v", err)
 	}

@@ -132,9 +132,9 @@ func expiresAt(t *testing.T, schema, table, key string) *time.Duration {
 func insertExpired(t *testing.T, schema, table string, n int) {
 	t.Helper()
 	_, err := adminPool.Exec(testContext(t), `
-		INSERT INTO `+tableName(schema, table)+` (key, value, expires_at)
-		SELECT convert_to('expired-' || i, 'UTF8'), '\x00', now() - interval '1 minute'
-		FROM generate_series(1, $1) AS i`, n)
+		INSERT INTO `+tableName(schema, table)+` (key_hash, key, value, expires_at)
+		SELECT sha256(k), k, '\x00', now() - interval '1 minute'
+		FROM generate_series(1, $1) AS i, convert_to('expired-' || i, 'UTF8') AS k`, n)
 	if err != nil {
 		t.Fatalf("insert %d expired rows: %v", n, err)
 	}

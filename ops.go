@@ -51,7 +51,7 @@ func (s *Storage) getMany(ctx context.Context, calls []*call) error {
 }
 
 func (s *Storage) setOne(ctx context.Context, c *call) error {
-	tag, err := s.pool.Exec(ctx, s.sql.set, c.key, c.value, c.exp)
+	tag, err := s.pool.Exec(ctx, s.sql.set, c.args(c.key, c.value, c.exp)...)
 	if err != nil {
 		return err
 	}
@@ -63,14 +63,14 @@ func (s *Storage) setOne(ctx context.Context, c *call) error {
 
 func (s *Storage) setMany(ctx context.Context, calls []*call) error {
 	last := lastOfEachKey(calls)
-	keys := make([][]byte, len(last))
+	hashes, keys := hashesAndKeys(last)
 	values := make([][]byte, len(last))
 	exps := make([]int64, len(last))
 	for i, c := range last {
-		keys[i], values[i], exps[i] = c.key, c.value, c.exp
+		values[i], exps[i] = c.value, c.exp
 	}
 
-	tag, err := s.pool.Exec(ctx, s.sql.setMany, keys, values, exps)
+	tag, err := s.pool.Exec(ctx, s.sql.setMany, hashes, keys, values, exps)
 	if err != nil {
 		return err
 	}

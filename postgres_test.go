@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -305,5 +306,58 @@ func TestConcurrentOperationsDoNotInterfere(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// A key whose SHA-256 is another stored key's never reads, replaces or
+// deletes that key's row, alone or in a batch. No two known keys share a
+// SHA-256, so the test writes a row for "owner" under the hash of "intruder".
+func TestKeysSharingAHashStayApart(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	table := uniqueName("collision")
+	store := quietStore(t, pgstore.Config{TableName: table})
+	_, err := adminPool.Exec(ctx, `INSERT INTO `+tableName("", table)+` (key_hash, key, value)
+		VALUES (sha256('intruder'), 'owner', 'owned')`)
+	if err != nil {
+		t.Fatalf("insert the colliding row: %v", err)
+	}
+	ownerIntact := func(when string) {
+		t.Helper()
+		var key, value string
+		err := adminPool.QueryRow(ctx, `SELECT convert_from(key, 'UTF8'), convert_from(value, 'UTF8')
+			FROM `+tableName("", table)+` WHERE key_hash = sha256('intruder')`).Scan(&key, &value)
+		if err != nil || key != "owner" || value != "owned" {
+			t.Fatalf("after %s the row under the shared hash is %q=%q, %v; want owner=owned", when, key, value, err)
+		}
+	}
+
+	if got, err := store.Get("intruder"); err != nil || got != nil {
+		t.Fatalf("Get of the intruder = %q, %v; want nil, nil", got, err)
+	}
+	if err := store.Set("intruder", []byte("x"), 0); err == nil || !strings.Contains(err.Error(), "SHA-256") {
+		t.Fatalf("Set of the intruder: %v, want an error about the shared SHA-256", err)
+	}
+	ownerIntact("a single Set")
+	if err := store.Delete("intruder"); err != nil {
+		t.Fatalf("Delete of the intruder: %v", err)
+	}
+	ownerIntact("a Delete")
+
+	lanes := lockAndFillLanes(t, table, func(i int) error {
+		return store.Set(fmt.Sprint("lane-", i), []byte("v"), 0)
+	})
+	intruder := queue(t, store, func() error { return store.Set("intruder", []byte("x"), 0) })
+	other := queue(t, store, func() error { return store.Set("other", []byte("y"), 0) })
+	lanes.unlock()
+	if err := <-intruder; err == nil || !strings.Contains(err.Error(), "SHA-256") {
+		t.Fatalf("batched Set of the intruder: %v, want an error about the shared SHA-256", err)
+	}
+	if err := <-other; err != nil {
+		t.Fatalf("Set batched with the intruder: %v", err)
+	}
+	ownerIntact("a batched Set")
+	if got, err := store.Get("other"); err != nil || string(got) != "y" {
+		t.Fatalf("Get other = %q, %v; want y", got, err)
 	}
 }

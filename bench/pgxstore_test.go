@@ -52,8 +52,8 @@ func newPgxStore(pool *pgxpool.Pool, table pgx.Identifier) *pgxStore {
 		getSQL: `SELECT value FROM ` + t + `
 			WHERE key_hash = $1 AND key = $2
 			AND (expires_at IS NULL OR expires_at > now())`,
-		setSQL: `INSERT INTO ` + t + ` AS t (key, value, expires_at)
-			VALUES ($1, $2, now() + $3::bigint * interval '1 microsecond')
+		setSQL: `INSERT INTO ` + t + ` AS t (key_hash, key, value, expires_at)
+			VALUES ($1, $2, $3, now() + $4::bigint * interval '1 microsecond')
 			ON CONFLICT (key_hash) DO UPDATE
 			SET value = excluded.value, expires_at = excluded.expires_at
 			WHERE t.key = excluded.key`,
@@ -85,7 +85,8 @@ func (s *pgxStore) SetWithContext(
 		m := int64((exp + time.Microsecond - 1) / time.Microsecond)
 		micros = &m
 	}
-	tag, err := s.pool.Exec(ctx, s.setSQL, []byte(key), value, micros)
+	hash := sha256.Sum256([]byte(key))
+	tag, err := s.pool.Exec(ctx, s.setSQL, hash[:], []byte(key), value, micros)
 	if err == nil && tag.RowsAffected() == 0 {
 		err = fmt.Errorf("set: key has the SHA-256 of another key")
 	}

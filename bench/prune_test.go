@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -149,17 +150,19 @@ func loadPruneTable(
 
 	rows := make([][]any, len(liveKeys))
 	for i, key := range liveKeys {
-		rows[i] = []any{[]byte(key), value, time.Now().Add(liveExpiry)}
+		hash := sha256.Sum256([]byte(key))
+		rows[i] = []any{hash[:], []byte(key), value, time.Now().Add(liveExpiry)}
 	}
-	_, err := adminPool.CopyFrom(ctx, table, []string{"key", "value", "expires_at"},
+	_, err := adminPool.CopyFrom(ctx, table, []string{"key_hash", "key", "value", "expires_at"},
 		pgx.CopyFromRows(rows))
 	if err != nil {
 		b.Fatalf("load live keys: %v", err)
 	}
 
-	_, err = adminPool.Exec(ctx, `INSERT INTO `+t+` (key, value, expires_at)
-		SELECT convert_to(md5('expired ' || i), 'UTF8'), $1::bytea, now() - interval '1 hour'
-		FROM generate_series(1, $2::int) AS i`, value, expiredRows)
+	_, err = adminPool.Exec(ctx, `INSERT INTO `+t+` (key_hash, key, value, expires_at)
+		SELECT sha256(k), k, $1::bytea, now() - interval '1 hour'
+		FROM generate_series(1, $2::int) AS i,
+			convert_to(md5('expired ' || i), 'UTF8') AS k`, value, expiredRows)
 	if err != nil {
 		b.Fatalf("load expired rows: %v", err)
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"testing"
@@ -271,8 +272,11 @@ type layout struct {
 // pgstoreLayout is table.sql's: bytea key and value, NULL expiry for never.
 var pgstoreLayout = layout{
 	keyColumn: "key",
-	columns:   []string{"key", "value"},
-	row:       func(key string) []any { return []any{[]byte(key), value} },
+	columns:   []string{"key_hash", "key", "value"},
+	row: func(key string) []any {
+		hash := sha256.Sum256([]byte(key))
+		return []any{hash[:], []byte(key), value}
+	},
 	keyArray: func(keys []string) any {
 		array := make([][]byte, len(keys))
 		for i, key := range keys {
