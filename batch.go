@@ -166,7 +166,10 @@ func (b *batcher) release(ran int) {
 // take removes from the queue the calls of the next batch, skipping those
 // their callers abandoned. b.mu must be held.
 func (b *batcher) take() []*call {
-	var batch []*call
+	if len(b.queue) == 0 {
+		return nil
+	}
+	batch := make([]*call, 0, min(len(b.queue), maxBatchCalls))
 	bytes := 0
 	n := 0
 	for n < len(b.queue) && len(batch) < maxBatchCalls {
@@ -181,11 +184,10 @@ func (b *batcher) take() []*call {
 		batch = append(batch, c)
 		bytes += len(c.value)
 	}
-	clear(b.queue[:n])
-	b.queue = b.queue[n:]
-	if len(b.queue) == 0 {
-		b.queue = b.queue[:0:0]
-	}
+	// What is left moves to the front, so that the queue keeps its array.
+	left := copy(b.queue, b.queue[n:])
+	clear(b.queue[left:])
+	b.queue = b.queue[:left]
 	return batch
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgstore/pgstore"
@@ -125,10 +126,45 @@ func testBatchGivesEachCallerItsOwnError(t *testing.T, callerCtx context.Context
 	}
 }
 
+// queryExecModes are pgx's ways to run a statement; pgstore passes a batch's
+// arrays differently depending on them (see args.go), so the batch tests run
+// under each.
+var queryExecModes = []pgx.QueryExecMode{
+	pgx.QueryExecModeCacheStatement,
+	pgx.QueryExecModeCacheDescribe,
+	pgx.QueryExecModeDescribeExec,
+	pgx.QueryExecModeExec,
+	pgx.QueryExecModeSimpleProtocol,
+}
+
+// forEachQueryExecMode runs test in a parallel subtest for every mode, with
+// a pool config for the test database whose connections run in that mode,
+// and checks that at least one batch statement of several calls succeeded
+// in each: a batch statement that fails gets its calls run one by one, which
+// would hide a mode that batches cannot run in.
+func forEachQueryExecMode(t *testing.T, test func(t *testing.T, poolConfig *pgxpool.Config)) {
+	for _, mode := range queryExecModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			t.Parallel()
+			tracer := &batchTracer{}
+			poolConfig := tracedPoolConfig(t, tracer)
+			poolConfig.ConnConfig.DefaultQueryExecMode = mode
+			test(t, poolConfig)
+			if tracer.batched() == 0 {
+				t.Errorf("no batch statement of several calls succeeded in mode %s", mode)
+			}
+		})
+	}
+}
+
 func TestBatchLastSetToAKeyWins(t *testing.T) {
 	t.Parallel()
+	forEachQueryExecMode(t, testBatchLastSetToAKeyWins)
+}
+
+func testBatchLastSetToAKeyWins(t *testing.T, poolConfig *pgxpool.Config) {
 	table := uniqueName("last_wins")
-	store := quietStore(t, pgstore.Config{TableName: table})
+	store := quietStore(t, pgstore.Config{TableName: table, PoolConfig: poolConfig})
 
 	lanes := lockAndFillLanes(t, table, func(i int) error {
 		return store.Set(fmt.Sprint("lane-", i), []byte("v"), 0)
@@ -159,8 +195,12 @@ func TestBatchLastSetToAKeyWins(t *testing.T) {
 
 func TestBatchedGetsDeletesAndTouchesGiveEachCallerItsResult(t *testing.T) {
 	t.Parallel()
+	forEachQueryExecMode(t, testBatchedGetsDeletesAndTouchesGiveEachCallerItsResult)
+}
+
+func testBatchedGetsDeletesAndTouchesGiveEachCallerItsResult(t *testing.T, poolConfig *pgxpool.Config) {
 	table := uniqueName("batched_kinds")
-	store := quietStore(t, pgstore.Config{TableName: table})
+	store := quietStore(t, pgstore.Config{TableName: table, PoolConfig: poolConfig})
 	for _, key := range []string{"a", "b", "c", "d"} {
 		if err := store.Set(key, []byte("value of "+key), time.Minute); err != nil {
 			t.Fatalf("Set: %v", err)
@@ -294,25 +334,51 @@ func TestSetIsCommittedWhenItReturns(t *testing.T) {
 	}
 }
 
-// batchTracer records the number of keys of every batch statement: those
-// whose first argument is an array.
+// batchTracer records the number of keys of every batch statement that
+// succeeds: a statement whose first argument is an array, a slice or, as
+// pgstore passes them when pgx knows the parameters' types, an array pgx
+// reads element by element. A batch statement that fails leaves its calls to
+// run one by one, so it is not counted.
 type batchTracer struct {
 	mu    sync.Mutex
 	sizes []int
 }
 
+type batchSizeKey struct{}
+
 func (b *batchTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	if len(data.Args) > 0 {
-		if keys, ok := data.Args[0].([][]byte); ok {
-			b.mu.Lock()
-			b.sizes = append(b.sizes, len(keys))
-			b.mu.Unlock()
-		}
+	if len(data.Args) == 0 {
+		return ctx
+	}
+	switch keys := data.Args[0].(type) {
+	case [][]byte:
+		return context.WithValue(ctx, batchSizeKey{}, len(keys))
+	case pgtype.ArrayGetter:
+		return context.WithValue(ctx, batchSizeKey{}, int(keys.Dimensions()[0].Length))
 	}
 	return ctx
 }
 
-func (b *batchTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (b *batchTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+	if size, ok := ctx.Value(batchSizeKey{}).(int); ok && data.Err == nil {
+		b.mu.Lock()
+		b.sizes = append(b.sizes, size)
+		b.mu.Unlock()
+	}
+}
+
+// batched returns how many batch statements of more than one key succeeded.
+func (b *batchTracer) batched() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, size := range b.sizes {
+		if size > 1 {
+			n++
+		}
+	}
+	return n
+}
 
 func TestBatchesHaveASizeBound(t *testing.T) {
 	t.Parallel()

@@ -173,12 +173,14 @@ func lockTable(t *testing.T, table string) (unlock func()) {
 	}
 }
 
-// waitingOn counts the statements on table that wait for a lock.
+// waitingOn counts the statements on table that wait for a lock on a table;
+// a wait for an advisory lock whose name holds the table's does not count.
 func waitingOn(t *testing.T, table string) int {
 	t.Helper()
 	var n int
 	err := adminPool.QueryRow(testContext(t), `SELECT count(*) FROM pg_stat_activity
-		WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'`, table).Scan(&n)
+		WHERE wait_event_type = 'Lock' AND wait_event = 'relation'
+		AND query LIKE '%' || $1 || '%'`, table).Scan(&n)
 	if err != nil {
 		t.Fatalf("pg_stat_activity: %v", err)
 	}

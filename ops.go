@@ -25,12 +25,11 @@ func (s *Storage) getOne(ctx context.Context, c *call) error {
 }
 
 func (s *Storage) getMany(ctx context.Context, calls []*call) error {
-	hashes, keys := hashesAndKeys(calls)
 	for _, c := range calls {
 		c.result = nil
 	}
 
-	rows, err := s.pool.Query(ctx, s.sql.getMany, hashes, keys)
+	rows, err := s.pool.Query(ctx, s.sql.getMany, s.arrays(calls, hashField, keyField)...)
 	if err != nil {
 		return err
 	}
@@ -63,14 +62,7 @@ func (s *Storage) setOne(ctx context.Context, c *call) error {
 
 func (s *Storage) setMany(ctx context.Context, calls []*call) error {
 	last := lastOfEachKey(calls)
-	hashes, keys := hashesAndKeys(last)
-	values := make([][]byte, len(last))
-	exps := make([]int64, len(last))
-	for i, c := range last {
-		values[i], exps[i] = c.value, c.exp
-	}
-
-	tag, err := s.pool.Exec(ctx, s.sql.setMany, hashes, keys, values, exps)
+	tag, err := s.pool.Exec(ctx, s.sql.setMany, s.arrays(last, hashField, keyField, valueField, expField)...)
 	if err != nil {
 		return err
 	}
@@ -86,8 +78,7 @@ func (s *Storage) deleteOne(ctx context.Context, c *call) error {
 }
 
 func (s *Storage) deleteMany(ctx context.Context, calls []*call) error {
-	hashes, keys := hashesAndKeys(calls)
-	_, err := s.pool.Exec(ctx, s.sql.deleteMany, hashes, keys)
+	_, err := s.pool.Exec(ctx, s.sql.deleteMany, s.arrays(calls, hashField, keyField)...)
 	return err
 }
 
@@ -98,23 +89,8 @@ func (s *Storage) touchOne(ctx context.Context, c *call) error {
 
 func (s *Storage) touchMany(ctx context.Context, calls []*call) error {
 	last := lastOfEachKey(calls)
-	hashes, keys := hashesAndKeys(last)
-	exps := make([]int64, len(last))
-	for i, c := range last {
-		exps[i] = c.exp
-	}
-	_, err := s.pool.Exec(ctx, s.sql.touchMany, hashes, keys, exps)
+	_, err := s.pool.Exec(ctx, s.sql.touchMany, s.arrays(last, hashField, keyField, expField)...)
 	return err
-}
-
-// hashesAndKeys returns the key hashes and the keys of calls, as arrays.
-func hashesAndKeys(calls []*call) (hashes, keys [][]byte) {
-	hashes = make([][]byte, len(calls))
-	keys = make([][]byte, len(calls))
-	for i, c := range calls {
-		hashes[i], keys[i] = c.sum, c.key
-	}
-	return hashes, keys
 }
 
 // lastOfEachKey returns the calls that arrived last for their key, in

@@ -28,6 +28,8 @@ type Storage struct {
 	ownPool bool // the store made pool, so Close closes it
 	table   string
 	sql     statements
+	// typedArgs: batches may pass their fields as callArrays (see args.go).
+	typedArgs bool
 
 	ttl          time.Duration
 	disableTouch bool
@@ -94,6 +96,7 @@ func Open(ctx context.Context, config ...Config) (*Storage, error) {
 		logger:       cfg.Logger,
 		pruning:      make(chan struct{}, 1),
 		pruneLock:    "pgstore prune " + table,
+		typedArgs:    typedArgs(pool.Config().ConnConfig.DefaultQueryExecMode),
 	}
 	if err := prepareTable(ctx, pool, cfg, table); err != nil {
 		if ownPool {
