@@ -3,11 +3,14 @@ package pgstore
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Group commit. Each kind of operation (get, set, delete, touch) has a
@@ -59,6 +62,10 @@ type call struct {
 
 	result []byte // get only
 	err    error
+
+	// replacedBy is the later call to the same key that replaced this
+	// one in its batch, if any.
+	replacedBy *call
 
 	state    atomic.Int32
 	done     chan struct{} // receives one token once result and err are set, or lead is
@@ -113,13 +120,19 @@ func (b *batcher) do(ctx context.Context, c *call) error {
 		}
 		return c.err
 	case <-ctx.Done():
-		// Abandoned while queued, c is never run; taken already, its
-		// statement may still apply. Either way the queue or the statement
-		// still holds c. A call that can lead has a context that never
-		// ends, so it never comes here.
-		c.state.CompareAndSwap(callQueued, callAbandoned)
-		c.orphaned = true
-		return ctx.Err()
+		// Abandoned while queued, c is never run, but the queue still
+		// holds it. A call that can lead has a context that never ends, so
+		// it never comes here.
+		if c.state.CompareAndSwap(callQueued, callAbandoned) {
+			c.orphaned = true
+			return ctx.Err()
+		}
+		// Taken already, c's statement is in flight and may still apply.
+		// Returning now would let it apply after the caller's next call,
+		// undoing that call; so c waits for its statement and reports what
+		// it did.
+		<-c.done
+		return c.err
 	}
 }
 
@@ -192,16 +205,45 @@ func (b *batcher) take() []*call {
 }
 
 // run executes one batch and tells every caller but leader its outcome. A
-// batch of one runs as a single statement. When the batch statement fails,
-// each call runs again alone, in arrival order, so that every caller gets
-// its own error and one bad call does not fail the others.
+// batch of one runs as a single statement.
+//
+// When the batch statement fails for a reason that may be one call's, each
+// call runs again alone, in arrival order, so that every caller gets its own
+// error and one bad call does not fail the others. When it applied all but
+// some calls (errBatchIncomplete), only the last call to each key runs
+// again, and a call that a later one to its key replaced shares that one's
+// outcome, so that no key goes back to an older value. When it failed for a reason that
+// is the whole statement's (a timeout, a lost connection), every call gets
+// that error at once: running them one by one would only fail them one by
+// one, each after its own timeout.
 func (b *batcher) run(batch []*call, leader *call) {
 	ctx := context.Background()
+	single := func(c *call) error {
+		return b.store.withConn(ctx, func() error { return b.single(ctx, c) })
+	}
 	if len(batch) == 1 {
-		batch[0].err = b.store.withConn(ctx, func() error { return b.single(ctx, batch[0]) })
+		batch[0].err = single(batch[0])
 	} else if err := b.store.withConn(ctx, func() error { return b.many(ctx, batch) }); err != nil {
-		for _, c := range batch {
-			c.err = b.store.withConn(ctx, func() error { return b.single(ctx, c) })
+		switch {
+		case errors.Is(err, errBatchIncomplete):
+			for _, c := range batch {
+				if c.replacedBy == nil {
+					c.err = single(c)
+				}
+			}
+			for _, c := range batch {
+				if c.replacedBy != nil {
+					c.err = c.replacedBy.err
+				}
+			}
+		case statementWide(err):
+			for _, c := range batch {
+				c.err = err
+			}
+		default:
+			for _, c := range batch {
+				c.err = single(c)
+			}
 		}
 	}
 	for _, c := range batch {
@@ -209,6 +251,22 @@ func (b *batcher) run(batch []*call, leader *call) {
 			c.done <- struct{}{}
 		}
 	}
+}
+
+// statementWide reports whether err failed a batch statement as a whole,
+// so that no call of it would fare better alone: a statement or lock
+// timeout, a cancelled statement, a connection lost or refused, a server
+// shutting down or out of resources, or an error that is not the server's.
+func statementWide(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return true
+	}
+	switch pgErr.Code[:2] {
+	case "08", "53", "57":
+		return true
+	}
+	return pgErr.Code == "55P03"
 }
 
 // withConn runs f while holding one of the connections the store may use

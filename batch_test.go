@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -540,5 +542,170 @@ func TestDisableBatchingRunsEveryCallAlone(t *testing.T) {
 	lanes.unlock()
 	if err := <-extra; err != nil {
 		t.Fatalf("Set: %v", err)
+	}
+}
+
+// createTrigger runs body, the body of a PL/pgSQL function, before every
+// insert and update of a row of table.
+func createTrigger(t *testing.T, table, body string) {
+	t.Helper()
+	fn := uniqueName("trigger")
+	_, err := adminPool.Exec(testContext(t), `CREATE FUNCTION `+fn+`() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN `+body+` END $$;
+		CREATE TRIGGER t BEFORE INSERT OR UPDATE ON `+tableName("", table)+`
+			FOR EACH ROW EXECUTE FUNCTION `+fn+`()`)
+	if err != nil {
+		t.Fatalf("create trigger: %v", err)
+	}
+	t.Cleanup(func() { _, _ = adminPool.Exec(context.Background(), "DROP FUNCTION "+fn+" CASCADE") })
+}
+
+// A caller that gives up while its call is in a batch statement must not
+// return before that statement ends: the statement could then apply after
+// the caller's next call and undo it.
+func TestCallInAStatementIsNotOvertakenByItsCallersNextCall(t *testing.T) {
+	t.Parallel()
+	table := uniqueName("overtake")
+	store := quietStore(t, pgstore.Config{TableName: table})
+	createTrigger(t, table, `IF NEW.value = 'slow' THEN PERFORM pg_sleep(0.5); END IF; RETURN NEW;`)
+
+	lanes := lockAndFillLanes(t, table, func(i int) error {
+		return store.Set(fmt.Sprint("lane-", i), []byte("v"), 0)
+	})
+	ctx, cancel := context.WithCancel(testContext(t))
+	defer cancel()
+	slow := queue(t, store, func() error { return store.Set("slow", []byte("slow"), 0) })
+	old := queue(t, store, func() error { return store.SetWithContext(ctx, "k", []byte("old"), 0) })
+	lanes.unlock()
+	waitFor(t, 5*time.Second, "the batch to run", func() bool {
+		var n int
+		err := adminPool.QueryRow(testContext(t), `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event = 'PgSleep'`).Scan(&n)
+		return err == nil && n > 0
+	})
+	cancel()
+
+	// The Set of "old" was in the statement when its context ended: it
+	// reports what the statement did, and only once it has.
+	if err := <-old; err != nil {
+		t.Fatalf("Set cancelled inside a statement that then succeeded: %v, want nil", err)
+	}
+	if err := store.Set("k", []byte("new"), 0); err != nil {
+		t.Fatalf("next Set: %v", err)
+	}
+	if err := <-slow; err != nil {
+		t.Fatalf("slow Set: %v", err)
+	}
+	if got, err := store.Get("k"); err != nil || string(got) != "new" {
+		t.Fatalf("Get = %q, %v; want the later value, %q", got, err, "new")
+	}
+}
+
+// A batch statement that fails for a reason of its own as a whole, here a
+// statement timeout, fails each of its calls at once instead of running them
+// again one by one, each until it times out too.
+func TestBatchThatTimesOutIsNotRunAgainCallByCall(t *testing.T) {
+	t.Parallel()
+	table := uniqueName("timeout")
+	tracer := &statementCounter{}
+	poolConfig := tracedPoolConfig(t, tracer)
+	poolConfig.ConnConfig.RuntimeParams["statement_timeout"] = "500"
+	store := quietStore(t, pgstore.Config{TableName: table, PoolConfig: poolConfig})
+	setUp := tracer.count()
+	unlock := lockTable(t, table)
+	defer unlock()
+
+	var lanes []<-chan error
+	for i := range pgstore.LanesPerKind {
+		result := make(chan error, 1)
+		go func() { result <- store.Set(fmt.Sprint("lane-", i), []byte("v"), 0) }()
+		lanes = append(lanes, result)
+	}
+	waitFor(t, 5*time.Second, "the lanes to wait on the lock", func() bool {
+		return waitingOn(t, table) >= pgstore.LanesPerKind
+	})
+	const queued = 10
+	var results []<-chan error
+	for i := range queued {
+		results = append(results, queue(t, store, func() error { return store.Set(fmt.Sprint("key-", i), []byte("v"), 0) }))
+	}
+	for _, result := range append(lanes, results...) {
+		var pgErr *pgconn.PgError
+		if err := <-result; !errors.As(err, &pgErr) || pgErr.Code != "57014" {
+			t.Fatalf("Set on a locked table: %v, want a statement timeout (57014)", err)
+		}
+	}
+	if n := tracer.count() - setUp; n != pgstore.LanesPerKind+1 {
+		t.Fatalf("%d statements ran, want %d: one per lane, then one batch of %d", n, pgstore.LanesPerKind+1, queued)
+	}
+}
+
+// statementCounter counts the statements that start.
+type statementCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (s *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	s.mu.Lock()
+	s.n++
+	s.mu.Unlock()
+	return ctx
+}
+
+func (s *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (s *statementCounter) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// When a batch of Sets applies all but one call, here one whose key shares
+// its hash with a planted row, the calls run again; a key the batch set
+// twice must not go back to its first value on the way.
+func TestBatchThatFallsShortDoesNotReplayReplacedSets(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	table := uniqueName("replay")
+	store := quietStore(t, pgstore.Config{TableName: table})
+	written := uniqueName("written")
+	if _, err := adminPool.Exec(ctx, `CREATE TABLE `+written+` (n serial, value bytea);
+		INSERT INTO `+tableName("", table)+` (key_hash, key, value)
+		VALUES (sha256('intruder'), 'owner', 'owned')`); err != nil {
+		t.Fatalf("set up: %v", err)
+	}
+	t.Cleanup(func() { _, _ = adminPool.Exec(context.Background(), "DROP TABLE "+written) })
+	createTrigger(t, table, `IF NEW.key = 'k' THEN INSERT INTO `+written+` (value) VALUES (NEW.value); END IF; RETURN NEW;`)
+
+	lanes := lockAndFillLanes(t, table, func(i int) error {
+		return store.Set(fmt.Sprint("lane-", i), []byte("v"), 0)
+	})
+	first := queue(t, store, func() error { return store.Set("k", []byte("1"), 0) })
+	second := queue(t, store, func() error { return store.Set("k", []byte("2"), 0) })
+	intruder := queue(t, store, func() error { return store.Set("intruder", []byte("x"), 0) })
+	lanes.unlock()
+	for name, result := range map[string]<-chan error{"k=1": first, "k=2": second} {
+		if err := <-result; err != nil {
+			t.Fatalf("Set %s: %v", name, err)
+		}
+	}
+	if err := <-intruder; err == nil {
+		t.Fatal("Set of a key whose hash another key's row holds: nil error")
+	}
+
+	rows, err := adminPool.Query(ctx, `SELECT convert_from(value, 'UTF8') FROM `+written+` ORDER BY n`)
+	if err != nil {
+		t.Fatalf("read the writes: %v", err)
+	}
+	values, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("read the writes: %v", err)
+	}
+	if len(values) == 0 || slices.Contains(values, "1") {
+		t.Fatalf("values written to k: %v; want only the last, 2", values)
+	}
+	if got, err := store.Get("k"); err != nil || string(got) != "2" {
+		t.Fatalf("Get k = %q, %v; want 2", got, err)
 	}
 }

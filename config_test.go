@@ -337,6 +337,30 @@ func TestUnfitTableIsReported(t *testing.T) {
 	}
 }
 
+// A unique index left invalid, as a failed CREATE UNIQUE INDEX CONCURRENTLY
+// leaves it, cannot serve ON CONFLICT: Open refuses the table.
+func TestInvalidUniqueIndexIsRefused(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	table := uniqueName("invalid_index")
+	dropTable(t, "", table)
+	_, err := adminPool.Exec(ctx, `CREATE TABLE `+tableName("", table)+`
+			(key bytea NOT NULL, key_hash bytea NOT NULL, value bytea NOT NULL, expires_at timestamptz);
+		INSERT INTO `+tableName("", table)+` VALUES ('a', 'same', 'v', NULL), ('b', 'same', 'v', NULL)`)
+	if err != nil {
+		t.Fatalf("create the table: %v", err)
+	}
+	_, err = adminPool.Exec(ctx, `CREATE UNIQUE INDEX CONCURRENTLY `+uniqueName("idx")+` ON `+tableName("", table)+` (key_hash)`)
+	if err == nil {
+		t.Fatal("unique index over duplicate hashes was built")
+	}
+
+	_, err = pgstore.Open(ctx, pgstore.Config{ConnString: databaseURL, TableName: table, DisablePrune: true})
+	if err == nil || !strings.Contains(err.Error(), "does not fit") || !strings.Contains(err.Error(), "valid") {
+		t.Fatalf("Open error %v, want one that says the table does not fit for want of a valid unique index", err)
+	}
+}
+
 // A table whose key_hash the server generates, as an earlier table.sql had
 // it, is refused with the statement that fixes it, and after that statement
 // its rows are found again.

@@ -94,8 +94,9 @@ func (s *Storage) touchMany(ctx context.Context, calls []*call) error {
 }
 
 // lastOfEachKey returns the calls that arrived last for their key, in
-// arrival order: within a batch the last write to a key wins, as if the
-// calls had run one after another.
+// arrival order, and points every other call at the one that replaces it:
+// within a batch the last write to a key wins, as if the calls had run one
+// after another.
 func lastOfEachKey(calls []*call) []*call {
 	latest := make(map[string]int, len(calls))
 	for i, c := range calls {
@@ -106,7 +107,9 @@ func lastOfEachKey(calls []*call) []*call {
 	}
 	last := make([]*call, 0, len(latest))
 	for i, c := range calls {
-		if latest[c.name] == i {
+		if j := latest[c.name]; j != i {
+			c.replacedBy = calls[j]
+		} else {
 			last = append(last, c)
 		}
 	}

@@ -16,9 +16,11 @@ import (
 // ErrClosed is returned by every operation of a Storage after Close.
 var ErrClosed = errors.New("pgstore: storage is closed")
 
-// errHashCollision is returned by a Set whose key has the SHA-256 of another
-// stored key; the upsert then leaves the other key's row alone.
-var errHashCollision = errors.New("key has the same SHA-256 as another stored key; not stored")
+// errHashCollision is returned by a Set that changed no row: its key has the
+// SHA-256 of another stored key, whose row the upsert leaves alone, or a
+// trigger or rule on the table skipped the write.
+var errHashCollision = errors.New("not stored: another stored key has the same SHA-256, " +
+	"or a trigger or rule on the table skipped the write")
 
 // Storage keeps keys and values with an expiry in one PostgreSQL table. It
 // implements the Storage interfaces of Fiber v2 and v3. All methods are safe

@@ -360,4 +360,33 @@ func TestKeysSharingAHashStayApart(t *testing.T) {
 	if got, err := store.Get("other"); err != nil || string(got) != "y" {
 		t.Fatalf("Get other = %q, %v; want y", got, err)
 	}
+
+	// A batch that names both keys must not pair one's hash with the
+	// other's key.
+	lanes = lockAndFillLanes(t, table, func(i int) error { return store.Touch("lane", time.Hour) })
+	touches := []<-chan error{
+		queue(t, store, func() error { return store.Touch("intruder", time.Hour) }),
+		queue(t, store, func() error { return store.Touch("owner", time.Hour) }),
+	}
+	lanes.unlock()
+	for _, result := range touches {
+		if err := <-result; err != nil {
+			t.Fatalf("batched Touch: %v", err)
+		}
+	}
+	if got := expiresAt(t, "", table, "owner"); got != nil {
+		t.Fatalf("a batch touching the intruder and the owner set the planted row's expiry to %v", *got)
+	}
+	lanes = lockAndFillLanes(t, table, func(i int) error { return store.Delete("lane") })
+	deletes := []<-chan error{
+		queue(t, store, func() error { return store.Delete("intruder") }),
+		queue(t, store, func() error { return store.Delete("owner") }),
+	}
+	lanes.unlock()
+	for _, result := range deletes {
+		if err := <-result; err != nil {
+			t.Fatalf("batched Delete: %v", err)
+		}
+	}
+	ownerIntact("a batch deleting the intruder and the owner")
 }

@@ -50,8 +50,12 @@ const live = `(t.expires_at IS NULL OR t.expires_at > now())`
 // through the index. The arrays go through ARRAY(SELECT unnest()) so that
 // the planner cannot see their length: a plan made for one batch size would
 // be planned anew for every batch; this way one plan, made once, serves all.
+// The last line pairs them: a row's hash must be the one given with its
+// key, so that a row whose key_hash is not its key's (written by hand) is
+// not taken for the call whose key's hash it holds.
 const inBatch = `t.key_hash = ANY(ARRAY(SELECT unnest($1::bytea[])))
-	AND t.key = ANY(ARRAY(SELECT unnest($2::bytea[])))`
+	AND t.key = ANY(ARRAY(SELECT unnest($2::bytea[])))
+	AND t.key_hash = ($1::bytea[])[array_position($2::bytea[], t.key)]`
 
 // expiry computes an expiry from microseconds, -1 meaning never.
 func expiry(micros string) string {
@@ -293,7 +297,7 @@ func checkColumns(ctx context.Context, pool *pgxpool.Pool, table string) error {
 		SELECT EXISTS (
 			SELECT 1 FROM pg_index i
 			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-			WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indimmediate
+			WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indimmediate AND i.indisvalid
 			AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = 'key_hash')`,
 		table).Scan(&unique)
 	if err != nil {
@@ -301,7 +305,7 @@ func checkColumns(ctx context.Context, pool *pgxpool.Pool, table string) error {
 	}
 	if !unique {
 		return errors.New("column key_hash has no primary key or unique index " +
-			"that is not deferrable, as ON CONFLICT needs")
+			"that is valid and not deferrable, as ON CONFLICT needs")
 	}
 	return nil
 }
