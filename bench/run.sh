@@ -33,7 +33,7 @@ echo "# store benchmarks: $count rounds, -benchtime $benchtime -> $store_results
 go test -c -o results/bench.test .
 for round in $(seq "$count"); do
 	echo "# round $round of $count" >&2
-	./results/bench.test -test.run '^$' -test.bench "$bench" -test.benchmem \
+	PGSTORE_BENCH_ROUND=$round ./results/bench.test -test.run '^$' -test.bench "$bench" -test.benchmem \
 		-test.count 1 -test.benchtime "$benchtime" -test.timeout "$timeout"
 done | tee "$store_results"
 
