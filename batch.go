@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -32,8 +33,8 @@ const (
 	// maxBatchCalls bounds the operations in one statement.
 	maxBatchCalls = 256
 
-	// maxBatchBytes bounds the bytes of values in one statement; a larger
-	// value still goes, alone.
+	// maxBatchBytes bounds the bytes of keys and values in one statement;
+	// a larger call still goes, alone.
 	maxBatchBytes = 1 << 20
 )
 
@@ -67,9 +68,8 @@ type call struct {
 	// one in its batch, if any.
 	replacedBy *call
 
-	state    atomic.Int32
-	done     chan struct{} // receives one token once result and err are set, or lead is
-	orphaned bool          // its caller left: c must not go back to the pool
+	state atomic.Int32
+	done  chan struct{} // receives one token once result and err are set, or lead is
 
 	canLead bool    // its caller's context cannot end
 	lead    []*call // a batch, c's among them, for c's caller to run
@@ -120,11 +120,15 @@ func (b *batcher) do(ctx context.Context, c *call) error {
 		}
 		return c.err
 	case <-ctx.Done():
-		// Abandoned while queued, c is never run, but the queue still
-		// holds it. A call that can lead has a context that never ends, so
-		// it never comes here.
+		// Abandoned while queued, c is never run, and leaves the queue
+		// now rather than when a lane reaches it. A call that can lead has
+		// a context that never ends, so it never comes here.
 		if c.state.CompareAndSwap(callQueued, callAbandoned) {
-			c.orphaned = true
+			b.mu.Lock()
+			if i := slices.Index(b.queue, c); i >= 0 {
+				b.queue = slices.Delete(b.queue, i, i+1)
+			}
+			b.mu.Unlock()
 			return ctx.Err()
 		}
 		// Taken already, c's statement is in flight and may still apply.
@@ -187,7 +191,8 @@ func (b *batcher) take() []*call {
 	n := 0
 	for n < len(b.queue) && len(batch) < maxBatchCalls {
 		c := b.queue[n]
-		if len(batch) > 0 && bytes+len(c.value) > maxBatchBytes {
+		size := len(c.key) + len(c.value)
+		if len(batch) > 0 && bytes+size > maxBatchBytes {
 			break
 		}
 		n++
@@ -195,7 +200,7 @@ func (b *batcher) take() []*call {
 			continue
 		}
 		batch = append(batch, c)
-		bytes += len(c.value)
+		bytes += size
 	}
 	// What is left moves to the front, so that the queue keeps its array.
 	left := copy(b.queue, b.queue[n:])
@@ -308,11 +313,8 @@ func (c *call) args(rest ...any) []any {
 	return c.argv[:1+n]
 }
 
-// free returns c to the pool, unless a statement may still use it.
+// free returns c to the pool; no queue or statement holds it any more.
 func (c *call) free() {
-	if c.orphaned {
-		return
-	}
 	*c = call{done: c.done, argv: [4]any{c.argv[0]}}
 	callPool.Put(c)
 }

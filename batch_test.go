@@ -290,6 +290,11 @@ func TestQueuedCallerWhoseContextEndsReturnsAtOnceAndChangesNothing(t *testing.T
 	case <-time.After(time.Second):
 		t.Fatal("queued Set did not return within a second of its context's end")
 	}
+	// It leaves the queue with its caller, values and all, rather than
+	// when a lane comes to it.
+	if n := store.Queued(); n != 1 {
+		t.Fatalf("%d calls queued after one of two left, want 1", n)
+	}
 	lanes.unlock()
 
 	if err := <-kept; err != nil {
@@ -418,6 +423,48 @@ func TestBatchesHaveASizeBound(t *testing.T) {
 	}
 	if got := countRows(t, "", table); got != int64(calls+pgstore.LanesPerKind) {
 		t.Fatalf("rows = %d, want %d", got, calls+pgstore.LanesPerKind)
+	}
+}
+
+// The byte bound counts keys too: Gets of long keys carry no value, and
+// would otherwise put any number of them in one statement.
+func TestBatchBytesCountKeys(t *testing.T) {
+	t.Parallel()
+	table := uniqueName("bound_bytes")
+	tracer := &batchTracer{}
+	store := quietStore(t, pgstore.Config{TableName: table, PoolConfig: tracedPoolConfig(t, tracer)})
+
+	lanes := lockAndFillLanes(t, table, func(i int) error {
+		_, err := store.Get(fmt.Sprint("lane-", i))
+		return err
+	})
+	// Three keys fit in the bound, a fourth does not.
+	const perBatch = 3
+	keySize := pgstore.MaxBatchBytes/perBatch - 2
+	var results []<-chan error
+	for i := range 2 * perBatch {
+		key := fmt.Sprint(i, strings.Repeat("k", keySize))
+		results = append(results, queue(t, store, func() error {
+			_, err := store.Get(key)
+			return err
+		}))
+	}
+	lanes.unlock()
+	for _, result := range results {
+		if err := <-result; err != nil {
+			t.Fatalf("queued Get: %v", err)
+		}
+	}
+	tracer.mu.Lock()
+	sizes := slices.Clone(tracer.sizes)
+	tracer.mu.Unlock()
+	for _, size := range sizes {
+		if size > perBatch {
+			t.Fatalf("a batch statement carried %d keys of %d bytes, over %d bytes in all", size, keySize+1, pgstore.MaxBatchBytes)
+		}
+	}
+	if tracer.batched() == 0 {
+		t.Fatal("no batch statement of several keys ran")
 	}
 }
 

@@ -1,9 +1,10 @@
 package pgstore
 
-// MaxBatchCalls, LanesPerKind and PruneBatchSize let the tests build
-// batches at the bounds.
+// MaxBatchCalls, MaxBatchBytes, LanesPerKind and PruneBatchSize let the
+// tests build batches at the bounds.
 const (
 	MaxBatchCalls  = maxBatchCalls
+	MaxBatchBytes  = maxBatchBytes
 	LanesPerKind   = lanesPerKind
 	PruneBatchSize = pruneBatchSize
 )
