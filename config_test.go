@@ -334,6 +334,12 @@ func TestUnfitTableIsReported(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "does not fit") || !strings.Contains(err.Error(), table) {
 			t.Errorf("%s: Open error %v, want one that names the table and says it does not fit", name, err)
 		}
+		// Every problem is named at once: the missing unique key along
+		// with the missing column.
+		if name == "text key" && (!strings.Contains(err.Error(), "column key_hash is missing") ||
+			!strings.Contains(err.Error(), "no primary key or unique index")) {
+			t.Errorf("%s: Open error %v, want the missing column and the missing unique key named", name, err)
+		}
 	}
 }
 

@@ -138,8 +138,8 @@ func prepareTable(ctx context.Context, pool *pgxpool.Pool, cfg Config, table str
 
 	if !exists {
 		if !cfg.CreateTableIfMissing {
-			return fmt.Errorf("pgstore: table %s does not exist: "+
-				"create it with table.sql or set Config.CreateTableIfMissing", table)
+			return fmt.Errorf("pgstore: table %s does not exist: create it with table.sql, "+
+				"its names \"session\" replaced by this table's, or set Config.CreateTableIfMissing", table)
 		}
 		if err := createTable(ctx, pool, cfg.SchemaName, cfg.TableName, cfg.Unlogged); err != nil {
 			return fmt.Errorf("pgstore: create table %s: %w", table, err)
@@ -288,10 +288,6 @@ func checkColumns(ctx context.Context, pool *pgxpool.Pool, table string) error {
 				"column %s is NOT NULL without a default, and pgstore gives it no value", c.name))
 		}
 	}
-	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "; "))
-	}
-
 	var unique bool
 	err = pool.QueryRow(ctx, `
 		SELECT EXISTS (
@@ -304,8 +300,11 @@ func checkColumns(ctx context.Context, pool *pgxpool.Pool, table string) error {
 		return err
 	}
 	if !unique {
-		return errors.New("column key_hash has no primary key or unique index " +
+		problems = append(problems, "column key_hash has no primary key or unique index "+
 			"that is valid and not deferrable, as ON CONFLICT needs")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
 }
