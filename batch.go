@@ -7,6 +7,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -217,10 +218,10 @@ func (b *batcher) take() []*call {
 // error and one bad call does not fail the others. When it applied all but
 // some calls (errBatchIncomplete), only the last call to each key runs
 // again, and a call that a later one to its key replaced shares that one's
-// outcome, so that no key goes back to an older value. When it failed for a reason that
-// is the whole statement's (a timeout, a lost connection), every call gets
-// that error at once: running them one by one would only fail them one by
-// one, each after its own timeout.
+// outcome, so that no key goes back to an older value. When it failed for a
+// reason that is the whole statement's (a timeout, a lost connection), every
+// call gets that error at once: running them one by one would only fail
+// them one by one, each after its own timeout.
 func (b *batcher) run(batch []*call, leader *call) {
 	ctx := context.Background()
 	single := func(c *call) error {
@@ -267,9 +268,10 @@ func statementWide(err error) bool {
 	if !errors.As(err, &pgErr) {
 		return true
 	}
-	switch pgErr.Code[:2] {
-	case "08", "53", "57":
-		return true
+	for _, class := range []string{"08", "53", "57"} {
+		if strings.HasPrefix(pgErr.Code, class) {
+			return true
+		}
 	}
 	return pgErr.Code == "55P03"
 }
