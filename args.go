@@ -36,8 +36,13 @@ func (a *callArray) Dimensions() []pgtype.ArrayDimension {
 	return a.dims[:]
 }
 
-func (a *callArray) Index(i int) any {
-	c := a.calls[i]
+func (a *callArray) Index(i int) any { return a.element(a.calls[i]) }
+
+// IndexType is the element's type, as a nil pointer of it.
+func (a *callArray) IndexType() any { return a.element(nil) }
+
+// element returns c seen as the array's field.
+func (a *callArray) element(c *call) any {
 	switch a.field {
 	case hashField:
 		return (*hashOf)(c)
@@ -47,19 +52,6 @@ func (a *callArray) Index(i int) any {
 		return (*valueOf)(c)
 	default:
 		return (*expOf)(c)
-	}
-}
-
-func (a *callArray) IndexType() any {
-	switch a.field {
-	case hashField:
-		return (*hashOf)(nil)
-	case keyField:
-		return (*keyOf)(nil)
-	case valueField:
-		return (*valueOf)(nil)
-	default:
-		return (*expOf)(nil)
 	}
 }
 
