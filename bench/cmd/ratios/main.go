@@ -5,8 +5,11 @@
 //	go run ./cmd/ratios results/store-*.txt
 //
 // With no file it reads standard input. A throughput ratio is the other
-// store's median ns/op divided by pgstore's: above 1 means pgstore does
-// more operations per second.
+// store's ns/op divided by pgstore's: above 1 means pgstore does more
+// operations per second. The n-th run of one store is paired with the n-th
+// run of another, which run.sh makes in the same round, minutes apart at
+// most; the table gives the median of those per-round ratios and, from
+// six rounds on, a 95 % confidence interval of that median.
 package main
 
 import (
@@ -172,13 +175,13 @@ func (t *table) print(w io.Writer) error {
 			cells = append(cells, duration(median(samplesOf(byStore, s).nsPerOp)))
 		}
 
-		pgstoreNs := median(samplesOf(byStore, "pgstore").nsPerOp)
-		gofiber := median(samplesOf(byStore, "gofiber").nsPerOp) / pgstoreNs
-		pgx := median(samplesOf(byStore, "pgx").nsPerOp) / pgstoreNs
-		vsGofiber = appendFinite(vsGofiber, gofiber)
-		vsPgx = appendFinite(vsPgx, pgx)
+		pgstoreNs := samplesOf(byStore, "pgstore").nsPerOp
+		gofiber := perRound(samplesOf(byStore, "gofiber").nsPerOp, pgstoreNs)
+		pgx := perRound(samplesOf(byStore, "pgx").nsPerOp, pgstoreNs)
+		vsGofiber = appendFinite(vsGofiber, median(gofiber))
+		vsPgx = appendFinite(vsPgx, median(pgx))
 
-		cells = append(cells, times(gofiber), times(pgx),
+		cells = append(cells, withInterval(gofiber), withInterval(pgx),
 			count(median(samplesOf(byStore, "pgstore").allocsPerOp)),
 			count(median(samplesOf(byStore, "gofiber").allocsPerOp)),
 			strconv.Itoa(len(samplesOf(byStore, "pgstore").nsPerOp)))
@@ -195,9 +198,62 @@ func (t *table) print(w io.Writer) error {
 		return err
 	}
 
-	_, err := fmt.Fprintln(w, "\nns/op: median of the runs. pgstore vs X: X's ns/op ÷ pgstore's, "+
-		"the throughput ratio; above 1× pgstore is faster.")
+	_, err := fmt.Fprintln(w, "\nns/op: median of the runs. pgstore vs X: X's ns/op ÷ pgstore's in the same round, "+
+		"the throughput ratio, median of the rounds [95 % confidence interval of that median]; "+
+		"above 1× pgstore is faster.")
 	return err
+}
+
+// perRound returns other[i] ÷ pgstore[i] for each round i that both have.
+func perRound(other, pgstore []float64) []float64 {
+	n := min(len(other), len(pgstore))
+	ratios := make([]float64, 0, n)
+	for i := range n {
+		ratios = append(ratios, other[i]/pgstore[i])
+	}
+	return ratios
+}
+
+// withInterval formats the median of ratios and, when there are enough of
+// them, the interval that holds their true median with 95 % confidence.
+func withInterval(ratios []float64) string {
+	m := times(median(ratios))
+	lo, hi, ok := medianInterval(ratios)
+	if !ok {
+		return m
+	}
+	return fmt.Sprintf("%s [%.2f–%.2f]", m, lo, hi)
+}
+
+// medianInterval returns a distribution-free 95 % confidence interval of
+// the median of xs: the k-th smallest and the k-th largest of them, with k
+// the largest rank such that fewer than k of n values fall below the
+// median with probability at most 2.5 %. Below six values no such rank
+// exists.
+func medianInterval(xs []float64) (lo, hi float64, ok bool) {
+	n := len(xs)
+	k := 0
+	for cdf, r := 0.0, 0; r < n; r++ {
+		// cdf is P(X < r+1) for X ~ Binomial(n, ½), after adding P(X = r).
+		cdf += binomialHalf(n, r)
+		if cdf > 0.025 {
+			break
+		}
+		k = r + 1
+	}
+	if k == 0 {
+		return 0, 0, false
+	}
+	sorted := slices.Sorted(slices.Values(xs))
+	return sorted[k-1], sorted[n-k], true
+}
+
+// binomialHalf returns P(X = r) for X ~ Binomial(n, ½).
+func binomialHalf(n, r int) float64 {
+	lgN, _ := math.Lgamma(float64(n + 1))
+	lgR, _ := math.Lgamma(float64(r + 1))
+	lgNR, _ := math.Lgamma(float64(n - r + 1))
+	return math.Exp(lgN - lgR - lgNR - float64(n)*math.Ln2)
 }
 
 func (t *table) orderedStores() []string {
