@@ -2,7 +2,7 @@
 # run.sh runs the store benchmarks, compares the stores, and then runs the
 # prune benchmark once. See README.md.
 #
-#   COUNT       runs of each benchmark (go test -count), default 6
+#   COUNT       rounds, each running every benchmark once, default 6
 #   BENCHTIME   time of each run (go test -benchtime), default 1s
 #   BENCH       the store benchmarks to run (go test -bench),
 #               default '^BenchmarkStore$'
@@ -33,13 +33,18 @@ echo "# store benchmarks: $count rounds, -benchtime $benchtime -> $store_results
 go test -c -o results/bench.test .
 for round in $(seq "$count"); do
 	echo "# round $round of $count" >&2
+	# A configuration line: cmd/ratios pairs the stores' runs by it.
+	echo "round: $round"
 	PGSTORE_BENCH_ROUND=$round ./results/bench.test -test.run '^$' -test.bench "$bench" -test.benchmem \
 		-test.count 1 -test.benchtime "$benchtime" -test.timeout "$timeout"
 done | tee "$store_results"
 
 echo
-echo "# benchstat -col /store $store_results"
-go tool benchstat -col /store "$store_results"
+# pgstore first, as the base; the round differs from line to line and is
+# no reason to split the table.
+columns='/store@(pgstore pgstore-nobatch gofiber pgx)'
+echo "# benchstat -ignore round -col '$columns' $store_results"
+go tool benchstat -ignore round -col "$columns" "$store_results"
 
 echo
 echo "# ratios $store_results"

@@ -6,10 +6,13 @@
 //
 // With no file it reads standard input. A throughput ratio is the other
 // store's ns/op divided by pgstore's: above 1 means pgstore does more
-// operations per second. The n-th run of one store is paired with the n-th
-// run of another, which run.sh makes in the same round, minutes apart at
-// most; the table gives the median of those per-round ratios and, from
-// six rounds on, a 95 % confidence interval of that median.
+// operations per second. A store's run is paired with the other store's
+// run of the same round, minutes apart at most: run.sh writes a "round: N"
+// line before each round, and without such lines the n-th runs of a file
+// are paired. The table gives the median of those per-round ratios and,
+// from six rounds on, a 95 % confidence interval of that median. A line
+// that cannot be read, such as the last of a run cut short, is reported and
+// skipped.
 package main
 
 import (
@@ -39,6 +42,7 @@ type row struct {
 // samples holds the measurements of one store in one row.
 type samples struct {
 	nsPerOp, allocsPerOp []float64
+	rounds               []string // of each nsPerOp, unique within the row
 }
 
 func main() {
@@ -77,6 +81,7 @@ type table struct {
 	rows    []row // in the order first read
 	stores  []string
 	results map[row]map[string]*samples
+	skipped int // lines that could not be read
 }
 
 func newTable() *table {
@@ -89,18 +94,21 @@ func (t *table) read(r io.Reader, name string) error {
 	for reader.Scan() {
 		switch rec := reader.Result().(type) {
 		case *benchfmt.SyntaxError:
-			return rec
+			fmt.Fprintln(os.Stderr, "ratios: skipped:", rec)
+			t.skipped++
 		case *benchfmt.Result:
-			t.add(rec)
+			if err := t.add(rec); err != nil {
+				return err
+			}
 		}
 	}
 	return reader.Err()
 }
 
-func (t *table) add(result *benchfmt.Result) {
+func (t *table) add(result *benchfmt.Result) error {
 	base, parts := result.Name.Parts()
 	if string(base) != "Store" {
-		return
+		return nil
 	}
 	config := map[string]string{}
 	for _, part := range parts {
@@ -111,7 +119,7 @@ func (t *table) add(result *benchfmt.Result) {
 	}
 	g, err := strconv.Atoi(config["g"])
 	if err != nil || config["op"] == "" || config["store"] == "" {
-		return
+		return nil
 	}
 
 	r := row{op: config["op"], g: g}
@@ -131,11 +139,24 @@ func (t *table) add(result *benchfmt.Result) {
 		}
 	}
 	if ns, ok := value(result, "ns/op"); ok {
+		// The round names the file too, so that rounds of two runs
+		// never pair.
+		file, _ := result.Pos()
+		round := result.GetConfig("round")
+		if round == "" {
+			round = "#" + strconv.Itoa(len(s.nsPerOp)+1)
+		}
+		round = file + ": " + round
+		if slices.Contains(s.rounds, round) {
+			return fmt.Errorf("%s: %s ran twice in one round (is a file given twice?)", round, result.Name)
+		}
 		s.nsPerOp = append(s.nsPerOp, ns)
+		s.rounds = append(s.rounds, round)
 	}
 	if allocs, ok := value(result, "allocs/op"); ok {
 		s.allocsPerOp = append(s.allocsPerOp, allocs)
 	}
+	return nil
 }
 
 // value returns the measurement of result in unit as the benchmark wrote
@@ -164,7 +185,7 @@ func (t *table) print(w io.Writer) error {
 		header = append(header, s+" ns/op")
 	}
 	header = append(header, "pgstore vs gofiber", "pgstore vs pgx",
-		"allocs/op pgstore", "allocs/op gofiber", "runs")
+		"allocs/op pgstore", "allocs/op gofiber", "rounds")
 	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
 
 	var vsGofiber, vsPgx []float64
@@ -175,16 +196,16 @@ func (t *table) print(w io.Writer) error {
 			cells = append(cells, duration(median(samplesOf(byStore, s).nsPerOp)))
 		}
 
-		pgstoreNs := samplesOf(byStore, "pgstore").nsPerOp
-		gofiber := perRound(samplesOf(byStore, "gofiber").nsPerOp, pgstoreNs)
-		pgx := perRound(samplesOf(byStore, "pgx").nsPerOp, pgstoreNs)
+		pgstore := samplesOf(byStore, "pgstore")
+		gofiber := perRound(samplesOf(byStore, "gofiber"), pgstore)
+		pgx := perRound(samplesOf(byStore, "pgx"), pgstore)
 		vsGofiber = appendFinite(vsGofiber, median(gofiber))
 		vsPgx = appendFinite(vsPgx, median(pgx))
 
 		cells = append(cells, withInterval(gofiber), withInterval(pgx),
 			count(median(samplesOf(byStore, "pgstore").allocsPerOp)),
 			count(median(samplesOf(byStore, "gofiber").allocsPerOp)),
-			strconv.Itoa(len(samplesOf(byStore, "pgstore").nsPerOp)))
+			strconv.Itoa(len(gofiber)))
 		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
 	}
 
@@ -199,17 +220,21 @@ func (t *table) print(w io.Writer) error {
 	}
 
 	_, err := fmt.Fprintln(w, "\nns/op: median of the runs. pgstore vs X: X's ns/op ÷ pgstore's in the same round, "+
-		"the throughput ratio, median of the rounds [95 % confidence interval of that median]; "+
-		"above 1× pgstore is faster.")
+		"the throughput ratio, median of the rounds, from six rounds on [95 % confidence interval of that median]; "+
+		"above 1× pgstore is faster. rounds: those with both pgstore and gofiber.")
+	if err == nil && t.skipped > 0 {
+		_, err = fmt.Fprintf(w, "%d unreadable lines skipped.\n", t.skipped)
+	}
 	return err
 }
 
-// perRound returns other[i] ÷ pgstore[i] for each round i that both have.
-func perRound(other, pgstore []float64) []float64 {
-	n := min(len(other), len(pgstore))
-	ratios := make([]float64, 0, n)
-	for i := range n {
-		ratios = append(ratios, other[i]/pgstore[i])
+// perRound returns other's ns/op ÷ pgstore's for each round both ran.
+func perRound(other, pgstore *samples) []float64 {
+	var ratios []float64
+	for i, round := range pgstore.rounds {
+		if j := slices.Index(other.rounds, round); j >= 0 {
+			ratios = append(ratios, other.nsPerOp[j]/pgstore.nsPerOp[i])
+		}
 	}
 	return ratios
 }
