@@ -203,7 +203,7 @@ func (t *table) print(w io.Writer) error {
 		vsPgx = appendFinite(vsPgx, median(pgx))
 
 		cells = append(cells, withInterval(gofiber), withInterval(pgx),
-			count(median(samplesOf(byStore, "pgstore").allocsPerOp)),
+			count(median(pgstore.allocsPerOp)),
 			count(median(samplesOf(byStore, "gofiber").allocsPerOp)),
 			strconv.Itoa(len(gofiber)))
 		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
